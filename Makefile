@@ -1,0 +1,36 @@
+# ebpfu: `make` builds everything into bin/, `make test` runs every test, `make bench` prints the
+# benchmark tables, `make demo` runs the main job on a stock tool.
+GO       ?= go
+BIN      := bin
+GOFLAGS  ?=
+export GOFLAGS
+
+.PHONY: all build deps test bench demo fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+
+# deps installs the Debian packages the tests and benchmarks use when one is missing.
+deps:
+	@scripts/check-deps.sh || scripts/install-deps.sh
+
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 18m ./...
+
+bench: deps build
+	scripts/bench.sh
+
+demo: deps build
+	scripts/demo.sh
+
+# fuzz runs every fuzz target for FUZZTIME each (default 30s); corpora live in testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN)

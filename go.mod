@@ -1,0 +1,3 @@
+module github.com/ebpfu/ebpfu
+
+go 1.26.8

@@ -1,0 +1,68 @@
+// Package program holds a verified eBPF program as the verifier hands it to the executors (the
+// interpreter and the JIT): the instructions after rewriting, what each memory access needs at run
+// time, the subprograms and the maps it references.
+package program
+
+import "github.com/ebpfu/ebpfu/runtime/isa"
+
+// Type is a program type, numbered as the kernel's enum bpf_prog_type.
+type Type uint32
+
+// Program types that stock tools load.
+const (
+	Unspec        Type = 0
+	SocketFilter  Type = 1
+	Kprobe        Type = 2
+	SchedCLS      Type = 3
+	SchedACT      Type = 4
+	Tracepoint    Type = 5
+	XDP           Type = 6
+	PerfEvent     Type = 7
+	RawTracepoint Type = 17
+	Tracing       Type = 26
+)
+
+// MapInfo is what the verifier and the executors know of a map that a program references.
+type MapInfo struct {
+	Type       uint32 // enum bpf_map_type
+	KeySize    uint32
+	ValueSize  uint32
+	MaxEntries uint32
+	Flags      uint32
+}
+
+// Check says what an instruction's memory access needs at run time.
+type Check uint8
+
+const (
+	// CheckNone marks an access the verifier proved safe, or an instruction that accesses no memory.
+	CheckNone Check = iota
+	// CheckBounds marks an access whose address the executor must check against the run's
+	// readable or writable regions before performing it; a failed check stops the program.
+	CheckBounds
+)
+
+// Func is one subprogram (bpf-to-bpf function); Funcs[0] is the entry.
+type Func struct {
+	Start      int // index of the first instruction
+	End        int // index one past the last instruction
+	StackDepth int // bytes of its 512-byte frame that it uses, rounded up to 8
+}
+
+// Program is a verified program ready to run.
+//
+// Rewrites done by the verifier: the first slot of an lddw with src PseudoMapFD or PseudoMapIdx
+// has Imm set to an index into Maps and src PseudoMapFD; one with PseudoMapValue or
+// PseudoMapIdxValue has Imm set to the index and src PseudoMapValue, the second slot keeping the
+// offset into the value. Every other instruction is as loaded.
+type Program struct {
+	Type    Type
+	Insns   []isa.Instruction
+	Checks  []Check // one per instruction
+	Funcs   []Func
+	Maps    []MapInfo
+	CtxSize int // bytes of context r1 points to at entry (0: r1 carries no pointer)
+	// Loops reports that the program has a back-edge, so executors that enforce an instruction
+	// budget must count on back-edges.
+	Loops bool
+}
