@@ -3,7 +3,11 @@
 // time, the subprograms and the maps it references.
 package program
 
-import "github.com/ebpfu/ebpfu/runtime/isa"
+import (
+	"fmt"
+
+	"github.com/ebpfu/ebpfu/runtime/isa"
+)
 
 // Type is a program type, numbered as the kernel's enum bpf_prog_type.
 type Type uint32
@@ -20,10 +24,16 @@ const (
 	PerfEvent     Type = 7
 	RawTracepoint Type = 17
 	Tracing       Type = 26
+
+	// Raw is not a kernel type: its context is a plain buffer of CtxSize bytes that r1 points to
+	// and whose length r2 holds (the bpf_conformance plugin's contract). It may call every helper
+	// the embedder offers.
+	Raw Type = 1 << 31
 )
 
 // MapInfo is what the verifier and the executors know of a map that a program references.
 type MapInfo struct {
+	ID         uint32 // the embedder's identity of the map (the server's map id)
 	Type       uint32 // enum bpf_map_type
 	KeySize    uint32
 	ValueSize  uint32
@@ -65,4 +75,16 @@ type Program struct {
 	// Loops reports that the program has a back-edge, so executors that enforce an instruction
 	// budget must count on back-edges.
 	Loops bool
+}
+
+// Fault is the error an executor returns when it stops a program at run time: a memory access
+// outside the run's regions, an exhausted instruction budget, a helper's failure.
+type Fault struct {
+	PC     int    // index of the instruction that faulted
+	Reason string // what went wrong, one line
+}
+
+// Error implements error.
+func (f *Fault) Error() string {
+	return fmt.Sprintf("program stopped at instruction %d: %s", f.PC, f.Reason)
 }
