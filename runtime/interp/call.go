@@ -1,0 +1,46 @@
+package interp
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/ebpfu/ebpfu/runtime/helper"
+	"github.com/ebpfu/ebpfu/runtime/program"
+)
+
+// callHelper calls helper id with r1..r5 and puts its result in r0.
+func (m *Machine) callHelper(env *helper.Env, id uint64, pc int) error {
+	if id > math.MaxInt32 {
+		return fault(pc, "call to unknown helper %d", id)
+	}
+	impl, ok := env.Helpers.Get(helper.ID(id))
+	if !ok || impl.Fn == nil {
+		return fault(pc, "call to helper %d (%s), which this run does not offer", id, helper.Name(helper.ID(id)))
+	}
+	ret, err := impl.Fn(env, (*[5]uint64)(m.regs[1:6]))
+	if err != nil {
+		var f *program.Fault
+		if errors.As(err, &f) {
+			return &program.Fault{PC: pc, Reason: f.Reason}
+		}
+		return fault(pc, "helper %s: %v", helper.Name(helper.ID(id)), err)
+	}
+	m.regs[0] = ret
+	return nil
+}
+
+// fault returns the fault of the instruction at pc.
+func fault(pc int, format string, args ...any) *program.Fault {
+	return &program.Fault{PC: pc, Reason: fmt.Sprintf(format, args...)}
+}
+
+// memFault describes an access that failed its bounds check.
+func memFault(pc int, addr, size uint64, write bool, env *helper.Env) *program.Fault {
+	kind := "read"
+	if write {
+		kind = "write"
+	}
+	return fault(pc, "invalid %s of %d bytes at %#x: outside the stack and the run's memory %s",
+		kind, size, addr, env.Mem.String())
+}

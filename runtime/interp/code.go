@@ -1,0 +1,624 @@
+package interp
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ebpfu/ebpfu/runtime/isa"
+	"github.com/ebpfu/ebpfu/runtime/program"
+)
+
+// Code is a program decoded for the interpreter: one fixed-size entry per instruction slot, each
+// naming an operation specialised for its operand kind (immediate or register), width and
+// run-time check, with immediates sign-extended and jump targets resolved. It is immutable and
+// may be shared by many Machines at once.
+type Code struct {
+	prog  *program.Program
+	insns []insn // len(prog.Insns) entries, then the fall-off-the-end sentinel
+	// calls reports helper calls: only then does a run list its stack in env.Mem (for helpers).
+	calls bool
+}
+
+// Program returns the program c was prepared from.
+func (c *Code) Program() *program.Program { return c.prog }
+
+// insn is one decoded instruction. Its meaning depends on op:
+//   - ALU with an immediate: imm is the operand, already extended as the operation needs.
+//   - loads and register stores: imm is the offset, sign-extended.
+//   - immediate stores: imm is the value, off the offset.
+//   - jumps and local calls: off is the target's index; conditional jumps compare with imm.
+//   - lddw: imm is the constant (or the map index); off is the offset of a map value access.
+//   - atomics and packet loads: raw holds the instruction.
+type insn struct {
+	op  uint8
+	dst uint8
+	src uint8
+	_   uint8
+	off int32
+	imm uint64
+}
+
+// Operations. The interpreter's switch compiles to a jump table over these dense values.
+const (
+	opInvalid uint8 = iota
+	opFellOff       // the sentinel after the last instruction
+
+	// 64-bit ALU.
+	opAdd64Imm
+	opAdd64Reg
+	opSub64Imm
+	opSub64Reg
+	opMul64Imm
+	opMul64Reg
+	opDiv64Imm
+	opDiv64Reg
+	opSDiv64Imm
+	opSDiv64Reg
+	opMod64Imm
+	opMod64Reg
+	opSMod64Imm
+	opSMod64Reg
+	opOr64Imm
+	opOr64Reg
+	opAnd64Imm
+	opAnd64Reg
+	opLsh64Imm
+	opLsh64Reg
+	opRsh64Imm
+	opRsh64Reg
+	opArsh64Imm
+	opArsh64Reg
+	opXor64Imm
+	opXor64Reg
+	opMov64Imm
+	opMov64Reg
+	opNeg64
+	opMovSX8to64
+	opMovSX16to64
+	opMovSX32to64
+	opBswap16
+	opBswap32
+	opBswap64
+
+	// 32-bit ALU: results are zero-extended.
+	opAdd32Imm
+	opAdd32Reg
+	opSub32Imm
+	opSub32Reg
+	opMul32Imm
+	opMul32Reg
+	opDiv32Imm
+	opDiv32Reg
+	opSDiv32Imm
+	opSDiv32Reg
+	opMod32Imm
+	opMod32Reg
+	opSMod32Imm
+	opSMod32Reg
+	opOr32Imm
+	opOr32Reg
+	opAnd32Imm
+	opAnd32Reg
+	opLsh32Imm
+	opLsh32Reg
+	opRsh32Imm
+	opRsh32Reg
+	opArsh32Imm
+	opArsh32Reg
+	opXor32Imm
+	opXor32Reg
+	opMov32Imm
+	opMov32Reg
+	opNeg32
+	opMovSX8to32
+	opMovSX16to32
+	opLe16 // truncations: to-little-endian on a little-endian host
+	opLe32
+	opBe16
+	opBe32
+	opBe64
+	opNop
+
+	// Jumps; JMP compares 64 bits, JMP32 the low 32.
+	opJa
+	opJeqImm
+	opJeqReg
+	opJneImm
+	opJneReg
+	opJgtImm
+	opJgtReg
+	opJgeImm
+	opJgeReg
+	opJltImm
+	opJltReg
+	opJleImm
+	opJleReg
+	opJsgtImm
+	opJsgtReg
+	opJsgeImm
+	opJsgeReg
+	opJsltImm
+	opJsltReg
+	opJsleImm
+	opJsleReg
+	opJsetImm
+	opJsetReg
+	opJeq32Imm
+	opJeq32Reg
+	opJne32Imm
+	opJne32Reg
+	opJgt32Imm
+	opJgt32Reg
+	opJge32Imm
+	opJge32Reg
+	opJlt32Imm
+	opJlt32Reg
+	opJle32Imm
+	opJle32Reg
+	opJsgt32Imm
+	opJsgt32Reg
+	opJsge32Imm
+	opJsge32Reg
+	opJslt32Imm
+	opJslt32Reg
+	opJsle32Imm
+	opJsle32Reg
+	opJset32Imm
+	opJset32Reg
+
+	opCall      // helper imm
+	opCallX     // helper whose number is in dst
+	opCallLocal // bpf-to-bpf call to off
+	opExit
+
+	// Loads and stores; the Chk forms check the address first.
+	opLdxB
+	opLdxH
+	opLdxW
+	opLdxDW
+	opLdxSB
+	opLdxSH
+	opLdxSW
+	opLdxBChk
+	opLdxHChk
+	opLdxWChk
+	opLdxDWChk
+	opLdxSBChk
+	opLdxSHChk
+	opLdxSWChk
+	opStB
+	opStH
+	opStW
+	opStDW
+	opStBChk
+	opStHChk
+	opStWChk
+	opStDWChk
+	opStxB
+	opStxH
+	opStxW
+	opStxDW
+	opStxBChk
+	opStxHChk
+	opStxWChk
+	opStxDWChk
+
+	opLdDW       // dst = imm; skips the second slot
+	opLdMap      // dst = env.Maps[imm]
+	opLdMapValue // dst = env.MapValues[imm] + off
+	opAtomic     // every atomic; see atomic.go
+	opLdPacket   // LD_ABS / LD_IND
+	numOps
+)
+
+// decodeError describes an instruction Prepare cannot run.
+func decodeError(pc int, format string, args ...any) error {
+	return fmt.Errorf("instruction %d: %s", pc, fmt.Sprintf(format, args...))
+}
+
+// Prepare decodes a verified program for the interpreter. It refuses what it cannot run safely:
+// unknown opcodes, registers outside r0..r10, writes to r10, jumps and calls outside the program
+// or into the middle of an lddw, truncated lddw. The verifier refuses all of these before; Prepare
+// checks again so that no program, verified or not, can make the interpreter misbehave: with
+// every access marked program.CheckBounds, any instruction stream is safe to run.
+func Prepare(p *program.Program) (*Code, error) {
+	n := len(p.Insns)
+	if n == 0 {
+		return nil, fmt.Errorf("prepare: empty program")
+	}
+	if n > math.MaxInt32/2 {
+		return nil, fmt.Errorf("prepare: %d instructions", n)
+	}
+	if p.Checks != nil && len(p.Checks) != n {
+		return nil, fmt.Errorf("prepare: %d checks for %d instructions", len(p.Checks), n)
+	}
+	c := &Code{prog: p, insns: make([]insn, n+1)}
+	// second marks the second slots of lddw, which no jump may target.
+	second := make([]bool, n+1)
+	for pc := 0; pc < n; pc++ {
+		if p.Insns[pc].IsLdDW() {
+			second[pc+1] = true
+			pc++
+		}
+	}
+	for pc := 0; pc < n; pc++ {
+		chk := p.Checks == nil || p.Checks[pc] != program.CheckNone
+		in, err := decode(p.Insns, pc, chk)
+		if err != nil {
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+		if isJump(in.op) {
+			t := int(in.off)
+			if t < 0 || t >= n || second[t] {
+				return nil, fmt.Errorf("prepare: %w", decodeError(pc, "jump to %d is outside the program or into an lddw", t))
+			}
+		}
+		if in.op == opCall || in.op == opCallX {
+			c.calls = true
+		}
+		c.insns[pc] = in
+		if in.op == opLdDW || in.op == opLdMap || in.op == opLdMapValue {
+			pc++
+			c.insns[pc] = insn{op: opInvalid}
+		}
+	}
+	c.insns[n] = insn{op: opFellOff}
+	return c, nil
+}
+
+func isJump(op uint8) bool {
+	return op >= opJa && op <= opJset32Reg || op == opCallLocal
+}
+
+// Register-use checks.
+func readable(r uint8) bool { return r <= isa.R10 }
+func writable(r uint8) bool { return r < isa.R10 }
+
+// decode translates the instruction at pc.
+func decode(insns []isa.Instruction, pc int, chk bool) (insn, error) {
+	i := insns[pc]
+	dst, src := i.Dst(), i.Src()
+	out := insn{dst: dst, src: src}
+	bad := func() (insn, error) { return insn{}, decodeError(pc, "unknown opcode %#02x", i.Op) }
+	switch isa.Class(i.Op) {
+	case isa.ClassALU64, isa.ClassALU:
+		return decodeALU(i, pc)
+	case isa.ClassJMP, isa.ClassJMP32:
+		return decodeJump(i, pc, len(insns))
+	case isa.ClassLDX:
+		if !writable(dst) || !readable(src) {
+			return insn{}, decodeError(pc, "invalid register")
+		}
+		var op uint8
+		switch isa.Mode(i.Op) {
+		case isa.ModeMEM:
+			op = [...]uint8{isa.SizeB: opLdxB, isa.SizeH: opLdxH, isa.SizeW: opLdxW, isa.SizeDW: opLdxDW}[isa.SizeOf(i.Op)]
+		case isa.ModeMEMSX:
+			if isa.SizeOf(i.Op) == isa.SizeDW {
+				return bad()
+			}
+			op = [...]uint8{isa.SizeB: opLdxSB, isa.SizeH: opLdxSH, isa.SizeW: opLdxSW}[isa.SizeOf(i.Op)]
+		default:
+			return bad()
+		}
+		if chk {
+			op += opLdxBChk - opLdxB
+		}
+		out.op, out.imm = op, uint64(int64(i.Off))
+		return out, nil
+	case isa.ClassST:
+		if isa.Mode(i.Op) != isa.ModeMEM || !readable(dst) {
+			return bad()
+		}
+		op := [...]uint8{isa.SizeB: opStB, isa.SizeH: opStH, isa.SizeW: opStW, isa.SizeDW: opStDW}[isa.SizeOf(i.Op)]
+		if chk {
+			op += opStBChk - opStB
+		}
+		out.op, out.off, out.imm = op, int32(i.Off), uint64(int64(i.Imm))
+		return out, nil
+	case isa.ClassSTX:
+		if !readable(dst) || !readable(src) {
+			return insn{}, decodeError(pc, "invalid register")
+		}
+		switch isa.Mode(i.Op) {
+		case isa.ModeMEM:
+			op := [...]uint8{isa.SizeB: opStxB, isa.SizeH: opStxH, isa.SizeW: opStxW, isa.SizeDW: opStxDW}[isa.SizeOf(i.Op)]
+			if chk {
+				op += opStxBChk - opStxB
+			}
+			out.op, out.imm = op, uint64(int64(i.Off))
+			return out, nil
+		case isa.ModeATOMIC:
+			return decodeAtomic(i, pc, chk)
+		}
+		return bad()
+	case isa.ClassLD:
+		switch {
+		case i.Op == isa.OpLdDW:
+			return decodeLdDW(insns, pc)
+		case (isa.Mode(i.Op) == isa.ModeABS || isa.Mode(i.Op) == isa.ModeIND) && isa.SizeOf(i.Op) != isa.SizeDW:
+			if !readable(src) {
+				return insn{}, decodeError(pc, "invalid register")
+			}
+			out.op, out.imm = opLdPacket, uint64(int64(i.Imm))
+			out.off = int32(i.Op)
+			return out, nil
+		}
+		return bad()
+	}
+	return bad()
+}
+
+func decodeLdDW(insns []isa.Instruction, pc int) (insn, error) {
+	i := insns[pc]
+	if pc+1 >= len(insns) {
+		return insn{}, decodeError(pc, "lddw without its second slot")
+	}
+	hi := insns[pc+1]
+	if hi.Op != 0 || hi.Regs != 0 || hi.Off != 0 {
+		return insn{}, decodeError(pc, "invalid second slot of lddw")
+	}
+	if !writable(i.Dst()) {
+		return insn{}, decodeError(pc, "invalid register")
+	}
+	out := insn{dst: i.Dst()}
+	switch i.Src() {
+	case 0:
+		out.op, out.imm = opLdDW, isa.LdDWValue(i, hi)
+	case isa.PseudoMapFD:
+		out.op, out.imm = opLdMap, uint64(uint32(i.Imm))
+	case isa.PseudoMapValue:
+		out.op, out.imm, out.off = opLdMapValue, uint64(uint32(i.Imm)), hi.Imm
+	case isa.PseudoFunc:
+		// The address of a subprogram, for helpers that take callbacks: its instruction index.
+		t := pc + 1 + int(i.Imm)
+		if t < 0 || t >= len(insns) {
+			return insn{}, decodeError(pc, "function reference outside the program")
+		}
+		out.op, out.imm = opLdDW, uint64(t)
+	default:
+		return insn{}, decodeError(pc, "lddw with src %d is not supported after verification", i.Src())
+	}
+	return out, nil
+}
+
+func decodeAtomic(i isa.Instruction, pc int, chk bool) (insn, error) {
+	size := isa.SizeOf(i.Op)
+	switch i.Imm {
+	case isa.AtomicAdd, isa.AtomicOr, isa.AtomicAnd, isa.AtomicXor,
+		isa.AtomicAdd | isa.AtomicFetch, isa.AtomicOr | isa.AtomicFetch, isa.AtomicAnd | isa.AtomicFetch,
+		isa.AtomicXor | isa.AtomicFetch, isa.AtomicXchg, isa.AtomicCmpXchg:
+		if size != isa.SizeW && size != isa.SizeDW {
+			return insn{}, decodeError(pc, "atomic operation %#x on %d bytes", i.Imm, isa.Bytes(size))
+		}
+		if i.Imm&isa.AtomicFetch != 0 && !writable(i.Src()) {
+			return insn{}, decodeError(pc, "invalid register")
+		}
+	case isa.AtomicLoadAcq:
+		if !writable(i.Dst()) {
+			return insn{}, decodeError(pc, "invalid register")
+		}
+	case isa.AtomicStoreRel:
+	default:
+		return insn{}, decodeError(pc, "unknown atomic operation %#x", i.Imm)
+	}
+	out := insn{op: opAtomic, dst: i.Dst(), src: i.Src(), off: int32(i.Off), imm: uint64(uint32(i.Imm))}
+	out.imm |= uint64(i.Op) << 32
+	if chk {
+		out.imm |= atomicChecked
+	}
+	return out, nil
+}
+
+// atomicChecked marks, in an opAtomic's imm, an access that must be checked.
+const atomicChecked = 1 << 40
+
+func decodeALU(i isa.Instruction, pc int) (insn, error) {
+	dst, src := i.Dst(), i.Src()
+	is64 := isa.Class(i.Op) == isa.ClassALU64
+	reg := isa.Source(i.Op) == isa.SrcX
+	o := isa.Operation(i.Op)
+	out := insn{dst: dst, src: src}
+	if !writable(dst) || (reg && !readable(src)) {
+		return insn{}, decodeError(pc, "invalid register")
+	}
+	bad := func() (insn, error) {
+		return insn{}, decodeError(pc, "unknown opcode %#02x (off %d, imm %d)", i.Op, i.Off, i.Imm)
+	}
+	// The immediate as the operation sees it.
+	imm := uint64(int64(i.Imm))
+	if !is64 {
+		imm = uint64(uint32(i.Imm))
+	}
+	pick := func(op64, op32 uint8) uint8 {
+		if is64 {
+			return op64
+		}
+		return op32
+	}
+	if o == isa.ALUEnd {
+		switch {
+		case is64 && !reg:
+			out.op = map[int32]uint8{16: opBswap16, 32: opBswap32, 64: opBswap64}[i.Imm]
+		case !is64 && !reg: // to little endian: truncation on this host
+			out.op = map[int32]uint8{16: opLe16, 32: opLe32, 64: opNop}[i.Imm]
+		case !is64 && reg:
+			out.op = map[int32]uint8{16: opBe16, 32: opBe32, 64: opBe64}[i.Imm]
+		}
+		if out.op == opInvalid {
+			return bad()
+		}
+		return out, nil
+	}
+	signed := false
+	switch o {
+	case isa.ALUDiv, isa.ALUMod:
+		if i.Off != 0 && i.Off != 1 {
+			return bad()
+		}
+		signed = i.Off == 1
+	case isa.ALUMov:
+		if reg && i.Off != 0 {
+			switch {
+			case i.Off == 8:
+				out.op = pick(opMovSX8to64, opMovSX8to32)
+			case i.Off == 16:
+				out.op = pick(opMovSX16to64, opMovSX16to32)
+			case i.Off == 32 && is64:
+				out.op = opMovSX32to64
+			default:
+				return bad()
+			}
+			return out, nil
+		}
+	case isa.ALUNeg:
+		if reg {
+			return bad()
+		}
+		out.op = pick(opNeg64, opNeg32)
+		return out, nil
+	}
+	type pair struct{ imm64, reg64, imm32, reg32 uint8 }
+	table := map[uint8]pair{
+		isa.ALUAdd:  {opAdd64Imm, opAdd64Reg, opAdd32Imm, opAdd32Reg},
+		isa.ALUSub:  {opSub64Imm, opSub64Reg, opSub32Imm, opSub32Reg},
+		isa.ALUMul:  {opMul64Imm, opMul64Reg, opMul32Imm, opMul32Reg},
+		isa.ALUOr:   {opOr64Imm, opOr64Reg, opOr32Imm, opOr32Reg},
+		isa.ALUAnd:  {opAnd64Imm, opAnd64Reg, opAnd32Imm, opAnd32Reg},
+		isa.ALULsh:  {opLsh64Imm, opLsh64Reg, opLsh32Imm, opLsh32Reg},
+		isa.ALURsh:  {opRsh64Imm, opRsh64Reg, opRsh32Imm, opRsh32Reg},
+		isa.ALUArsh: {opArsh64Imm, opArsh64Reg, opArsh32Imm, opArsh32Reg},
+		isa.ALUXor:  {opXor64Imm, opXor64Reg, opXor32Imm, opXor32Reg},
+		isa.ALUMov:  {opMov64Imm, opMov64Reg, opMov32Imm, opMov32Reg},
+	}
+	if signed {
+		table[isa.ALUDiv] = pair{opSDiv64Imm, opSDiv64Reg, opSDiv32Imm, opSDiv32Reg}
+		table[isa.ALUMod] = pair{opSMod64Imm, opSMod64Reg, opSMod32Imm, opSMod32Reg}
+	} else {
+		table[isa.ALUDiv] = pair{opDiv64Imm, opDiv64Reg, opDiv32Imm, opDiv32Reg}
+		table[isa.ALUMod] = pair{opMod64Imm, opMod64Reg, opMod32Imm, opMod32Reg}
+	}
+	ops, ok := table[o]
+	if !ok {
+		return bad()
+	}
+	switch {
+	case reg && is64:
+		out.op = ops.reg64
+	case reg:
+		out.op = ops.reg32
+	case is64:
+		out.op = ops.imm64
+	default:
+		out.op = ops.imm32
+	}
+	if reg {
+		return out, nil
+	}
+	out.src = 0
+	out.imm = imm
+	// Immediate forms whose result the operand decides alone are settled here, so the run-time
+	// operations never divide by zero and shift counts are already masked.
+	switch o {
+	case isa.ALULsh, isa.ALURsh, isa.ALUArsh:
+		if is64 {
+			out.imm &= 63
+		} else {
+			out.imm &= 31
+		}
+	case isa.ALUDiv:
+		if out.imm == 0 || (!is64 && uint32(out.imm) == 0) { // x/0 = 0
+			out.op, out.imm = pick(opMov64Imm, opMov32Imm), 0
+		}
+	case isa.ALUMod:
+		if out.imm == 0 || (!is64 && uint32(out.imm) == 0) { // x%0 = x (zero-extended for 32 bits)
+			out.op, out.imm = pick(opNop, opMov32Reg), 0
+			out.src = dst
+		}
+	}
+	return out, nil
+}
+
+func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
+	dst, src := i.Dst(), i.Src()
+	is64 := isa.Class(i.Op) == isa.ClassJMP
+	reg := isa.Source(i.Op) == isa.SrcX
+	o := isa.Operation(i.Op)
+	out := insn{dst: dst, src: src}
+	bad := func() (insn, error) { return insn{}, decodeError(pc, "unknown opcode %#02x", i.Op) }
+	switch {
+	case i.Op == isa.OpJA:
+		out.op, out.off = opJa, int32(pc+1+int(i.Off))
+		return out, nil
+	case i.Op == isa.OpJA32:
+		t := int64(pc) + 1 + int64(i.Imm)
+		if t < 0 || t > int64(n) {
+			return insn{}, decodeError(pc, "jump to %d is outside the program", t)
+		}
+		out.op, out.off = opJa, int32(t)
+		return out, nil
+	case i.Op == isa.OpExit:
+		out.op = opExit
+		return out, nil
+	case i.Op == isa.OpCallX:
+		if !readable(dst) {
+			return insn{}, decodeError(pc, "invalid register")
+		}
+		out.op = opCallX
+		return out, nil
+	case i.Op == isa.OpCall:
+		switch src {
+		case isa.PseudoCallHelper:
+			out.op, out.imm = opCall, uint64(uint32(i.Imm))
+		case isa.PseudoCallLocal:
+			t := int64(pc) + 1 + int64(i.Imm)
+			if t < 0 || t >= int64(n) {
+				return insn{}, decodeError(pc, "call to %d is outside the program", t)
+			}
+			out.op, out.off = opCallLocal, int32(t)
+		default:
+			return insn{}, decodeError(pc, "kfunc calls are not supported")
+		}
+		return out, nil
+	}
+	if !readable(dst) || (reg && !readable(src)) {
+		return insn{}, decodeError(pc, "invalid register")
+	}
+	type pair struct{ imm, reg uint8 }
+	var table map[uint8]pair
+	if is64 {
+		table = map[uint8]pair{
+			isa.JmpJEQ: {opJeqImm, opJeqReg}, isa.JmpJNE: {opJneImm, opJneReg},
+			isa.JmpJGT: {opJgtImm, opJgtReg}, isa.JmpJGE: {opJgeImm, opJgeReg},
+			isa.JmpJLT: {opJltImm, opJltReg}, isa.JmpJLE: {opJleImm, opJleReg},
+			isa.JmpJSGT: {opJsgtImm, opJsgtReg}, isa.JmpJSGE: {opJsgeImm, opJsgeReg},
+			isa.JmpJSLT: {opJsltImm, opJsltReg}, isa.JmpJSLE: {opJsleImm, opJsleReg},
+			isa.JmpJSET: {opJsetImm, opJsetReg},
+		}
+	} else {
+		table = map[uint8]pair{
+			isa.JmpJEQ: {opJeq32Imm, opJeq32Reg}, isa.JmpJNE: {opJne32Imm, opJne32Reg},
+			isa.JmpJGT: {opJgt32Imm, opJgt32Reg}, isa.JmpJGE: {opJge32Imm, opJge32Reg},
+			isa.JmpJLT: {opJlt32Imm, opJlt32Reg}, isa.JmpJLE: {opJle32Imm, opJle32Reg},
+			isa.JmpJSGT: {opJsgt32Imm, opJsgt32Reg}, isa.JmpJSGE: {opJsge32Imm, opJsge32Reg},
+			isa.JmpJSLT: {opJslt32Imm, opJslt32Reg}, isa.JmpJSLE: {opJsle32Imm, opJsle32Reg},
+			isa.JmpJSET: {opJset32Imm, opJset32Reg},
+		}
+	}
+	ops, ok := table[o]
+	if !ok {
+		return bad()
+	}
+	out.off = int32(pc + 1 + int(i.Off))
+	if reg {
+		out.op = ops.reg
+		return out, nil
+	}
+	out.op, out.src = ops.imm, 0
+	if is64 {
+		out.imm = uint64(int64(i.Imm))
+	} else {
+		out.imm = uint64(uint32(i.Imm))
+	}
+	return out, nil
+}
