@@ -16,7 +16,7 @@ func (m *Machine) callHelper(env *helper.Env, id uint64, pc int) error {
 	}
 	impl, ok := env.Helpers.Get(helper.ID(id))
 	if !ok || impl.Fn == nil {
-		return fault(pc, "call to helper %d (%s), which this run does not offer", id, helper.Name(helper.ID(id)))
+		return fault(pc, "call to %s, which this run does not offer", helperName(id))
 	}
 	ret, err := impl.Fn(env, (*[5]uint64)(m.regs[1:6]))
 	if err != nil {
@@ -24,10 +24,18 @@ func (m *Machine) callHelper(env *helper.Env, id uint64, pc int) error {
 		if errors.As(err, &f) {
 			return &program.Fault{PC: pc, Reason: f.Reason}
 		}
-		return fault(pc, "helper %s: %v", helper.Name(helper.ID(id)), err)
+		return fault(pc, "%s: %v", helperName(id), err)
 	}
 	m.regs[0] = ret
 	return nil
+}
+
+// helperName names a helper for messages: "helper 5 (bpf_ktime_get_ns)".
+func helperName(id uint64) string {
+	if n := helper.Name(helper.ID(id)); n != "" {
+		return fmt.Sprintf("helper %d (%s)", id, n)
+	}
+	return fmt.Sprintf("helper %d", id)
 }
 
 // fault returns the fault of the instruction at pc.
