@@ -39,6 +39,9 @@ type MapInfo struct {
 	ValueSize  uint32
 	MaxEntries uint32
 	Flags      uint32
+	// Frozen holds the value of a frozen read-only array map of one entry (global constants):
+	// the verifier treats loads from it as known numbers, as the kernel does.
+	Frozen []byte
 }
 
 // Check says what an instruction's memory access needs at run time.
