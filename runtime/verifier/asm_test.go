@@ -12,7 +12,9 @@ func mov32(dst uint8, imm int32) isa.Instruction {
 func alu(op, dst uint8, imm int32) isa.Instruction {
 	return isa.Make(isa.ClassALU64|op|isa.SrcK, dst, 0, 0, imm)
 }
-func alur(op, dst, src uint8) isa.Instruction { return isa.Make(isa.ClassALU64|op|isa.SrcX, dst, src, 0, 0) }
+func alur(op, dst, src uint8) isa.Instruction {
+	return isa.Make(isa.ClassALU64|op|isa.SrcX, dst, src, 0, 0)
+}
 func alu32(op, dst uint8, imm int32) isa.Instruction {
 	return isa.Make(isa.ClassALU|op|isa.SrcK, dst, 0, 0, imm)
 }
@@ -31,10 +33,12 @@ func jmp(op, dst uint8, imm int32, off int16) isa.Instruction {
 func jmpr(op, dst, src uint8, off int16) isa.Instruction {
 	return isa.Make(isa.ClassJMP|op|isa.SrcX, dst, src, off, 0)
 }
-func ja(off int16) isa.Instruction             { return isa.Make(isa.OpJA, 0, 0, off, 0) }
-func call(id int32) isa.Instruction            { return isa.Make(isa.OpCall, 0, 0, 0, id) }
-func callLocal(off int32) isa.Instruction      { return isa.Make(isa.OpCall, 0, isa.PseudoCallLocal, 0, off) }
-func exit() isa.Instruction                    { return isa.Make(isa.OpExit, 0, 0, 0, 0) }
+func ja(off int16) isa.Instruction  { return isa.Make(isa.OpJA, 0, 0, off, 0) }
+func call(id int32) isa.Instruction { return isa.Make(isa.OpCall, 0, 0, 0, id) }
+func callLocal(off int32) isa.Instruction {
+	return isa.Make(isa.OpCall, 0, isa.PseudoCallLocal, 0, off)
+}
+func exit() isa.Instruction { return isa.Make(isa.OpExit, 0, 0, 0, 0) }
 func lddw(dst, src uint8, v uint64) []isa.Instruction {
 	return []isa.Instruction{
 		isa.Make(isa.OpLdDW, dst, src, 0, int32(uint32(v))),

@@ -302,4 +302,3 @@ func stackRead(f *frameState, lo int64, size int) (reg, error) {
 	}
 	return unknownSized(size), nil
 }
-

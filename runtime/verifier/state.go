@@ -10,16 +10,16 @@ import (
 type kind uint8
 
 const (
-	notInit        kind = iota // never written, or clobbered by a call
-	scalarValue                // a number
-	ptrToCtx                   // the program's context
-	ptrToStack                 // a frame's stack; reg.frame says which
-	constPtrToMap              // a map, from lddw
-	ptrToMapValue              // a map value
-	ptrToMapValueOrNull        // a map value, or NULL until checked
-	ptrToMem                   // helper-returned memory of memSize bytes (ringbuf records)
-	ptrToMemOrNull             // the same, or NULL until checked
-	ptrToFunc                  // a subprogram, from lddw src=4
+	notInit             kind = iota // never written, or clobbered by a call
+	scalarValue                     // a number
+	ptrToCtx                        // the program's context
+	ptrToStack                      // a frame's stack; reg.frame says which
+	constPtrToMap                   // a map, from lddw
+	ptrToMapValue                   // a map value
+	ptrToMapValueOrNull             // a map value, or NULL until checked
+	ptrToMem                        // helper-returned memory of memSize bytes (ringbuf records)
+	ptrToMemOrNull                  // the same, or NULL until checked
+	ptrToFunc                       // a subprogram, from lddw src=4
 )
 
 // reg is the abstract value of one register.
@@ -49,11 +49,11 @@ type reg struct {
 	imprecise bool
 }
 
-func scalarReg(s scalar) reg    { return reg{kind: scalarValue, s: s} }
-func constReg(v uint64) reg     { return scalarReg(constScalar(v)) }
-func unknownReg() reg           { return scalarReg(unknownScalar()) }
-func (r *reg) isPointer() bool  { return r.kind > scalarValue }
-func (r *reg) isScalar() bool   { return r.kind == scalarValue }
+func scalarReg(s scalar) reg     { return reg{kind: scalarValue, s: s} }
+func constReg(v uint64) reg      { return scalarReg(constScalar(v)) }
+func unknownReg() reg            { return scalarReg(unknownScalar()) }
+func (r *reg) isPointer() bool   { return r.kind > scalarValue }
+func (r *reg) isScalar() bool    { return r.kind == scalarValue }
 func (r *reg) isConstZero() bool { return r.kind == scalarValue && r.s.isConst() && r.s.value() == 0 }
 func (r *reg) maybeNull() bool {
 	return r.kind == ptrToMapValueOrNull || r.kind == ptrToMemOrNull

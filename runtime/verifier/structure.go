@@ -100,7 +100,9 @@ func jumpTarget(in isa.Instruction, pc int) int {
 	return pc + int(in.Off) + 1
 }
 
-func isLocalCall(in isa.Instruction) bool { return in.Op == isa.OpCall && in.Src() == isa.PseudoCallLocal }
+func isLocalCall(in isa.Instruction) bool {
+	return in.Op == isa.OpCall && in.Src() == isa.PseudoCallLocal
+}
 
 // structure runs the structural pass: instruction forms, map references, subprograms, jump
 // targets and reachability, as the kernel's resolve_pseudo_ldimm64, check_subprogs and check_cfg.
