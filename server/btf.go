@@ -1,0 +1,221 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// kernelBTFID is the id of the kernel's own BTF, as on Linux (vmlinux is the first BTF object).
+const kernelBTFID = 1
+
+// btfMaxSize is the kernel's BTF_MAX_SIZE.
+const btfMaxSize = 16 * 1024 * 1024
+
+// btfObj is a BTF object: the kernel's vmlinux BTF (id 1) or a blob a caller loaded.
+type btfObj struct {
+	objID  uint32
+	name   string // "vmlinux" for the kernel's, empty for loaded ones
+	kernel bool
+	// raw returns the blob; the kernel's is read from sysfs on first use.
+	raw func() ([]byte, error)
+}
+
+func (b *btfObj) kind() Kind   { return KindBTF }
+func (b *btfObj) id() uint32   { return b.objID }
+func (b *btfObj) fdinfo() string { return fmt.Sprintf("btf_id:\t%d\n", b.objID) }
+
+// kernelBTF returns the kernel's BTF object, reading the blob from path when first asked.
+func kernelBTF(path string) *btfObj {
+	load := sync.OnceValues(func() ([]byte, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading the kernel's BTF: %w", err)
+		}
+		return data, nil
+	})
+	return &btfObj{objID: kernelBTFID, name: "vmlinux", kernel: true, raw: load}
+}
+
+// BTF_LOAD attr fields.
+const (
+	btfLoadData        = 0
+	btfLoadLogBuf      = 8
+	btfLoadSize        = 16
+	btfLoadLogSize     = 20
+	btfLoadLogLevel    = 24
+	btfLoadLogTrueSize = 28
+	btfLoadFlags       = 32
+	btfLoadTokenFD     = 36
+)
+
+// bpfFTokenFD is BPF_F_TOKEN_FD, the only flag BTF_LOAD knows.
+const bpfFTokenFD = 1 << 16
+
+func (s *Server) btfLoad(c *call) (Result, error) {
+	a := c.attr
+	if a.u32(btfLoadFlags)&^bpfFTokenFD != 0 {
+		return Result{}, syscall.EINVAL
+	}
+	if a.u32(btfLoadFlags)&bpfFTokenFD != 0 {
+		// ebpfu has no BPF tokens: the kernel answers a bad token fd with EBADF or EINVAL.
+		return Result{}, syscall.EINVAL
+	}
+	size := a.u32(btfLoadSize)
+	if size > btfMaxSize {
+		return Result{}, syscall.E2BIG
+	}
+	log, err := newVlog(c.p, a.u64(btfLoadLogBuf), a.u32(btfLoadLogSize), a.u32(btfLoadLogLevel))
+	if err != nil {
+		return Result{}, err
+	}
+	data := make([]byte, size)
+	if !accessOK(a.u64(btfLoadData), uint64(size)) {
+		return Result{}, syscall.EFAULT
+	}
+	if err := c.p.ReadMem(a.u64(btfLoadData), data); err != nil {
+		return Result{}, err
+	}
+	perr := checkBTF(data)
+	if perr != nil {
+		log.printf("%s\n", perr)
+	}
+	if err := s.finishLog(c, log, btfLoadLogTrueSize); err != nil {
+		return Result{}, err
+	}
+	if perr != nil {
+		return Result{}, syscall.EINVAL
+	}
+	obj, err := s.objs.ids[KindBTF].alloc(func(id uint32) object {
+		return &btfObj{objID: id, raw: func() ([]byte, error) { return data, nil }}
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	f, err := s.objs.newFile(obj)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{File: f}, nil
+}
+
+// btfMagic is the BTF header's magic number.
+const btfMagic = 0xeb9f
+
+// checkBTF parses a BTF blob as the kernel's btf_parse would and says what is wrong with it, in
+// the kernel's wording where it has one.
+func checkBTF(data []byte) error {
+	const hdrMin = 24
+	if len(data) < hdrMin {
+		return errors.New("hdr_len not found")
+	}
+	if binary.LittleEndian.Uint16(data) != btfMagic {
+		return fmt.Errorf("Invalid magic")
+	}
+	if data[2] != 1 {
+		return errors.New("Unsupported version")
+	}
+	if data[3] != 0 {
+		return errors.New("Unsupported flags")
+	}
+	hdrLen := binary.LittleEndian.Uint32(data[4:])
+	if hdrLen < hdrMin || int(hdrLen) > len(data) {
+		return errors.New("Unsupported btf_header")
+	}
+	if len(data) == int(hdrLen) {
+		return errors.New("No data")
+	}
+	spec, err := btf.LoadSpecFromReader(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	for _, err := range spec.All() {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BTF_GET_FD_BY_ID / *_GET_FD_BY_ID attr fields.
+const (
+	byIDID        = 0
+	byIDNextID    = 4
+	byIDOpenFlags = 8
+	byIDTokenFD   = 12
+)
+
+func (s *Server) btfGetFDByID(c *call) (Result, error) {
+	if c.attr.u32(byIDOpenFlags)&^bpfFTokenFD != 0 {
+		return Result{}, syscall.EINVAL
+	}
+	if c.attr.u32(byIDOpenFlags)&bpfFTokenFD != 0 {
+		return Result{}, syscall.EBADF
+	}
+	return s.fdByID(KindBTF, c.attr.u32(byIDID))
+}
+
+// btfInfo is struct bpf_btf_info.
+type btfInfo struct {
+	BTF       uint64
+	BTFSize   uint32
+	ID        uint32
+	Name      uint64
+	NameLen   uint32
+	KernelBTF uint32
+}
+
+// btfGetInfo is the kernel's btf_get_info_by_fd: the blob is copied up to the caller's buffer
+// size and the full size reported; the name likewise, with ENOSPC when it was cut.
+func (s *Server) btfGetInfo(c *call, b *btfObj, infoLen uint32, uinfo uint64) error {
+	var info btfInfo
+	n, err := readInfo(c.p, uinfo, infoLen, bytesOf(&info))
+	if err != nil {
+		return err
+	}
+	info.ID = b.objID
+	raw, err := b.raw()
+	if err != nil {
+		s.logf("bpf(BPF_OBJ_GET_INFO_BY_FD): %v", err)
+		return syscall.EFAULT
+	}
+	cp := min(uint32(len(raw)), info.BTFSize)
+	if cp > 0 {
+		if err := writeUser(c.p, info.BTF, raw[:cp]); err != nil {
+			return err
+		}
+	}
+	info.BTFSize = uint32(len(raw))
+	if b.kernel {
+		info.KernelBTF = 1
+	}
+	uname, unameLen := info.Name, info.NameLen
+	if (uname == 0) != (unameLen == 0) {
+		return syscall.EINVAL
+	}
+	info.NameLen = uint32(len(b.name))
+	var ret error
+	if uname != 0 {
+		name := append([]byte(b.name), 0)
+		if unameLen < uint32(len(name)) {
+			name = append(name[:unameLen-1:unameLen-1], 0)
+			ret = syscall.ENOSPC
+		}
+		if err := writeUser(c.p, uname, name); err != nil {
+			return err
+		}
+	}
+	if err := writeUser(c.p, uinfo, bytesOf(&info)[:n]); err != nil {
+		return err
+	}
+	if err := c.attr.put32(c.p, infoInfoLen, n); err != nil {
+		return err
+	}
+	return ret
+}

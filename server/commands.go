@@ -1,0 +1,59 @@
+package server
+
+// command is one bpf(2) command: its kernel name, the end offset of its last attr field (the
+// kernel's CMD_LAST_FIELD: every byte after it must be zero) and its handler.
+type command struct {
+	name string
+	last int
+	run  func(s *Server, c *call) (Result, error)
+}
+
+// commands is the bpf(2) command table, indexed by the kernel's enum bpf_cmd (Linux 6.18).
+var commands = [...]command{
+	0:  {"BPF_MAP_CREATE", 92, notSupported},
+	1:  {"BPF_MAP_LOOKUP_ELEM", 32, notSupported},
+	2:  {"BPF_MAP_UPDATE_ELEM", 32, notSupported},
+	3:  {"BPF_MAP_DELETE_ELEM", 16, notSupported},
+	4:  {"BPF_MAP_GET_NEXT_KEY", 24, notSupported},
+	5:  {"BPF_PROG_LOAD", 168, notSupported},
+	6:  {"BPF_OBJ_PIN", 20, (*Server).objPin},
+	7:  {"BPF_OBJ_GET", 20, (*Server).objGet},
+	8:  {"BPF_PROG_ATTACH", 32, notSupported},
+	9:  {"BPF_PROG_DETACH", 32, notSupported},
+	10: {"BPF_PROG_TEST_RUN", 76, notSupported},
+	11: {"BPF_PROG_GET_NEXT_ID", 8, nextID(KindProg)},
+	12: {"BPF_MAP_GET_NEXT_ID", 8, nextID(KindMap)},
+	13: {"BPF_PROG_GET_FD_BY_ID", 4, (*Server).progGetFDByID},
+	14: {"BPF_MAP_GET_FD_BY_ID", 12, (*Server).mapGetFDByID},
+	15: {"BPF_OBJ_GET_INFO_BY_FD", 16, (*Server).objGetInfoByFD},
+	16: {"BPF_PROG_QUERY", 64, notSupported},
+	17: {"BPF_RAW_TRACEPOINT_OPEN", 24, notSupported},
+	18: {"BPF_BTF_LOAD", 40, (*Server).btfLoad},
+	19: {"BPF_BTF_GET_FD_BY_ID", 16, (*Server).btfGetFDByID},
+	20: {"BPF_TASK_FD_QUERY", 48, notSupported},
+	21: {"BPF_MAP_LOOKUP_AND_DELETE_ELEM", 32, notSupported},
+	22: {"BPF_MAP_FREEZE", 4, notSupported},
+	23: {"BPF_BTF_GET_NEXT_ID", 8, nextID(KindBTF)},
+	24: {"BPF_MAP_LOOKUP_BATCH", 56, notSupported},
+	25: {"BPF_MAP_LOOKUP_AND_DELETE_BATCH", 56, notSupported},
+	26: {"BPF_MAP_UPDATE_BATCH", 56, notSupported},
+	27: {"BPF_MAP_DELETE_BATCH", 56, notSupported},
+	28: {"BPF_LINK_CREATE", 60, notSupported},
+	29: {"BPF_LINK_UPDATE", 16, notSupported},
+	30: {"BPF_LINK_GET_FD_BY_ID", 4, (*Server).linkGetFDByID},
+	31: {"BPF_LINK_GET_NEXT_ID", 8, nextID(KindLink)},
+	32: {"BPF_ENABLE_STATS", 4, notSupported},
+	33: {"BPF_ITER_CREATE", 8, notSupported},
+	34: {"BPF_LINK_DETACH", 4, notSupported},
+	35: {"BPF_PROG_BIND_MAP", 12, notSupported},
+	36: {"BPF_TOKEN_CREATE", 8, notSupported},
+	37: {"BPF_PROG_STREAM_READ_BY_FD", 20, notSupported},
+}
+
+// CommandName returns the kernel's name of bpf command cmd, for reports.
+func CommandName(cmd uint32) string {
+	if cmd < uint32(len(commands)) {
+		return commands[cmd].name
+	}
+	return "unknown command"
+}

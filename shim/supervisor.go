@@ -1,0 +1,213 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ebpfu/ebpfu/server"
+	"golang.org/x/sys/unix"
+)
+
+// Config describes a supervised run of a tool.
+type Config struct {
+	// Argv is the tool and its arguments; Argv[0] is looked up in PATH.
+	Argv []string
+	// Self is the shim's executable, re-executed as the tool's init (os.Executable() if empty).
+	// It must hand a run whose first argument is InitArg to Init.
+	Self string
+	// Server answers the tool's bpf(2) calls.
+	Server *server.Server
+	// Log receives one-line reports (os.Stderr if nil).
+	Log io.Writer
+}
+
+// Supervisor serves the notified syscalls of one tool and everything it starts.
+type Supervisor struct {
+	cfg     Config
+	srv     *server.Server
+	l       *listener
+	table   *[maxNr]handler
+	toolPid int
+
+	// Notified counts the notifications served (for tests and benchmarks).
+	notified atomic.Uint64
+}
+
+// Notified returns how many notifications the supervisor has served.
+func (s *Supervisor) Notified() uint64 { return s.notified.Load() }
+
+// Run starts the tool under a seccomp user-notification filter, serves its notified syscalls
+// until it exits, and returns how it exited. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the
+// shim are forwarded to the tool.
+func Run(cfg Config) (*os.ProcessState, error) {
+	s, cmd, err := Start(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGINT && interactiveInterrupt() {
+					continue // the terminal sent it to the tool as well
+				}
+				cmd.Process.Signal(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	_ = s
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return nil, err
+	}
+	return cmd.ProcessState, nil
+}
+
+// Start starts the tool under the filter and the supervisor's receive loop, and returns them;
+// the caller waits for the command. The loop ends with the process.
+func Start(cfg Config) (*Supervisor, *exec.Cmd, error) {
+	if len(cfg.Argv) == 0 {
+		return nil, nil, errors.New("no tool to run")
+	}
+	if cfg.Log == nil {
+		cfg.Log = os.Stderr
+	}
+	if cfg.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, nil, fmt.Errorf("finding the shim's executable: %w", err)
+		}
+		cfg.Self = self
+	}
+	if err := checkNotifSizes(); err != nil {
+		return nil, nil, err
+	}
+	path, err := exec.LookPath(cfg.Argv[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(pair[0]), "ebpfu-supervisor")
+	theirs := os.NewFile(uintptr(pair[1]), "ebpfu-init")
+	defer ours.Close()
+	cmd := exec.Command(cfg.Self, append([]string{InitArg, path}, cfg.Argv...)...)
+	cmd.Args[0] = "ebpfu-shim"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3 = initSockFD
+	if err := cmd.Start(); err != nil {
+		theirs.Close()
+		return nil, nil, fmt.Errorf("starting the tool's init: %w", err)
+	}
+	theirs.Close()
+	lfd, err := receiveListener(pair[0])
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, nil, err
+	}
+	s := &Supervisor{cfg: cfg, srv: cfg.Server, l: &listener{fd: lfd}, table: dispatchTable(), toolPid: cmd.Process.Pid}
+	if err := s.l.setSyncWakeUp(); err != nil {
+		fmt.Fprintf(cfg.Log, "ebpfu-shim: SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: %v (serving without it)\n", err)
+	}
+	go s.serve()
+	if _, err := unix.Write(pair[0], []byte{'G'}); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, nil, fmt.Errorf("releasing the tool: %w", err)
+	}
+	return s, cmd, nil
+}
+
+// serve is the receive loop: one notification at a time, on a thread of its own.
+func (s *Supervisor) serve() {
+	runtime.LockOSThread()
+	var n notif
+	for {
+		if err := s.l.receive(&n); err != nil {
+			if errors.Is(err, errGone) {
+				continue
+			}
+			fmt.Fprintf(s.cfg.Log, "ebpfu-shim: %v\n", err)
+			return
+		}
+		s.notified.Add(1)
+		s.handle(&n)
+	}
+}
+
+// handle answers one notification.
+func (s *Supervisor) handle(n *notif) {
+	r := Request{sup: s, id: n.ID, Tid: int(n.Pid), Nr: int(n.Data.Nr), Args: n.Data.Args}
+	rep := s.call(&r)
+	switch {
+	case rep.drop:
+	case rep.file != nil:
+		_, err := s.l.addFD(r.id, int(rep.file.Fd()), rep.cloexec, true)
+		rep.file.Close()
+		if err != nil && !errors.Is(err, errGone) {
+			var e syscall.Errno
+			if !errors.As(err, &e) {
+				e = syscall.EMFILE
+			}
+			s.l.respond(r.id, 0, e, false)
+		}
+	default:
+		s.l.respond(r.id, rep.val, rep.errno, rep.cont)
+	}
+}
+
+// call runs the handler of r's syscall. A handler that panics answers EINVAL and reports it:
+// bad input must never take the supervisor down.
+func (s *Supervisor) call(r *Request) (rep reply) {
+	if r.Nr < 0 || r.Nr >= maxNr || s.table[r.Nr] == nil {
+		return cont()
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			fmt.Fprintf(s.cfg.Log, "ebpfu-shim: internal error serving %s: %v\n", syscallName(r.Nr), v)
+			if rep.file != nil {
+				rep.file.Close()
+			}
+			rep = errno(syscall.EINVAL)
+		}
+	}()
+	return s.table[r.Nr](s, r)
+}
+
+// isTool reports whether thread tid belongs to the tool's own process (not to a process the tool
+// started).
+func (s *Supervisor) isTool(tid int) bool {
+	if tid == s.toolPid {
+		return true
+	}
+	var st unix.Stat_t
+	return unix.Stat("/proc/"+strconv.Itoa(s.toolPid)+"/task/"+strconv.Itoa(tid), &st) == nil
+}
+
+// interactiveInterrupt reports whether a SIGINT most likely came from the terminal, which
+// sends it to the tool too: the shim is in the terminal's foreground process group.
+func interactiveInterrupt() bool {
+	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
