@@ -27,8 +27,8 @@ type btfObj struct {
 	raw func() ([]byte, error)
 }
 
-func (b *btfObj) kind() Kind   { return KindBTF }
-func (b *btfObj) id() uint32   { return b.objID }
+func (b *btfObj) kind() Kind     { return KindBTF }
+func (b *btfObj) id() uint32     { return b.objID }
 func (b *btfObj) fdinfo() string { return fmt.Sprintf("btf_id:\t%d\n", b.objID) }
 
 // kernelBTF returns the kernel's BTF object, reading the blob from path when first asked.
