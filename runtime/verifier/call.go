@@ -168,6 +168,10 @@ func (v *verifier) checkHelper(st *state, pc int, id helper.ID) error {
 	default:
 		r0 := unknownReg()
 		switch id {
+		case helper.GetSmpProcessorID:
+			if n := v.opts.PossibleCPUs; n > 0 {
+				r0 = scalarReg(rangeScalar(0, uint64(n-1)))
+			}
 		case helper.ProbeReadStr, helper.ProbeReadUserStr, helper.ProbeReadKernelStr, helper.GetStack:
 			r0.s.smax, r0.s.s32max = meta.sizeMax, int32(min(meta.sizeMax, 1<<31-1))
 			r0.s.smin, r0.s.s32min = -maxErrno, -maxErrno
@@ -218,9 +222,7 @@ func (v *verifier) checkArg(st *state, pc int, regno uint8, kind helper.ArgKind,
 		} else if r.kind == ptrToStack && r.s.isConst() && size <= 8 {
 			o := r.off + int64(r.s.value())
 			if o >= -isa.StackSize && o+size <= 0 {
-				if k, err := stackRead(st.frames[r.frame], o, int(size)); err == nil && k.isScalar() && k.s.isConst() {
-					meta.constKey, meta.isConstKey = k.s.value(), true
-				}
+				meta.constKey, meta.isConstKey = spilledConst(st.frames[r.frame], o, int(size))
 			}
 		}
 		return v.checkHelperMem(st, pc, regno, r, size, kind == helper.ArgPtrToUninitMapValue)

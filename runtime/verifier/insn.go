@@ -190,6 +190,10 @@ func (v *verifier) binary(in isa.Instruction, op uint8, alu64 bool, d, s *reg) (
 		ptr, off = s, d
 	}
 	if !alu64 {
+		// A privileged program's 32-bit subtraction on a pointer yields a meaningless number.
+		if op == isa.ALUSub {
+			return unknownResult(true).reg(), nil
+		}
 		return reg{}, refuse(syscall.EACCES, "R%d 32-bit pointer arithmetic prohibited", dst)
 	}
 	if ptr.maybeNull() {

@@ -240,11 +240,20 @@ func unknownSized(size int) reg {
 }
 
 // stackWrite applies a store of size bytes somewhere in [lo, hi) (exactly at lo when exact).
+// A register stored whole at a slot, or a number stored at a slot's start, is remembered as a
+// spill, as the kernel's check_stack_write_fixed_off does for privileged programs.
 func stackWrite(f *frameState, lo, hi int64, exact bool, size int, stored *reg) {
-	if exact && size == 8 && lo%8 == 0 && stored != nil {
+	if exact && lo%8 == 0 && stored != nil && (size == 8 || stored.isScalar()) {
 		s := f.slotAt(lo)
-		s.spilled = *stored
-		s.types = [8]byte{stSpill, stSpill, stSpill, stSpill, stSpill, stSpill, stSpill, stSpill}
+		for b := range s.types {
+			switch {
+			case b < size:
+				s.types[b] = stSpill
+			case s.types[b] == stSpill:
+				s.types[b] = stMisc
+			}
+		}
+		s.spilled, s.size = *stored, uint8(size)
 		return
 	}
 	t := stMisc
@@ -258,8 +267,12 @@ func stackWrite(f *frameState, lo, hi int64, exact bool, size int, stored *reg) 
 			if s.spilled.isConstZero() {
 				kt = stZero
 			}
-			s.types = [8]byte{kt, kt, kt, kt, kt, kt, kt, kt}
-			s.spilled = reg{}
+			for b := range s.types {
+				if s.types[b] == stSpill {
+					s.types[b] = kt
+				}
+			}
+			s.spilled, s.size = reg{}, 0
 		}
 		if exact {
 			s.types[byteIndex(o)] = t
@@ -273,16 +286,15 @@ func stackWrite(f *frameState, lo, hi int64, exact bool, size int, stored *reg) 
 func stackRead(f *frameState, lo int64, size int) (reg, error) {
 	t0, s0 := f.byteType(lo)
 	if t0 == stSpill {
-		sp := &s0.spilled
-		if size == 8 && lo%8 == 0 {
+		sp, idx := &s0.spilled, byteIndex(lo)
+		if idx == 0 && size == int(s0.size) {
 			return *sp, nil
 		}
 		if sp.kind != scalarValue {
 			return reg{}, refuse(syscall.EACCES, "invalid size of register fill")
 		}
-		if sp.s.isConst() {
-			shift := uint(byteIndex(lo)) * 8
-			x := sp.s.value() >> shift
+		if idx+size <= int(s0.size) && sp.s.isConst() {
+			x := sp.s.value() >> (uint(idx) * 8)
 			if size < 8 {
 				x &= uint64(1)<<(uint(size)*8) - 1
 			}
@@ -301,4 +313,14 @@ func stackRead(f *frameState, lo int64, size int) (reg, error) {
 		return constReg(0), nil
 	}
 	return unknownSized(size), nil
+}
+
+// spilledConst returns the number spilled at lo with exactly size bytes, as the kernel's
+// get_constant_map_key requires of a constant map key.
+func spilledConst(f *frameState, lo int64, size int) (uint64, bool) {
+	t, s := f.byteType(lo)
+	if t != stSpill || byteIndex(lo) != 0 || int(s.size) != size || !s.spilled.isScalar() || !s.spilled.s.isConst() {
+		return 0, false
+	}
+	return s.spilled.s.value(), true
 }

@@ -153,7 +153,7 @@ func slotSafe(old, cur *slot, ids idMap) bool {
 			return old.spilled.kind == scalarValue && old.spilled.s.contains(&unknownScalarValue) &&
 				old.spilled.id == 0 && cur != nil && allMiscOrZero(cur)
 		}
-		return regSafe(&old.spilled, &cur.spilled, ids)
+		return old.size == cur.size && regSafe(&old.spilled, &cur.spilled, ids)
 	}
 	for b, t := range old.types {
 		ct := stInvalid
@@ -264,7 +264,7 @@ func mergeSlot(old, cur *slot, widenBounds bool) {
 		*cur = slot{}
 		return
 	}
-	if old.isSpill() && cur.isSpill() {
+	if old.isSpill() && cur.isSpill() && old.size == cur.size {
 		mergeReg(&old.spilled, &cur.spilled, widenBounds)
 		if cur.spilled.kind == notInit {
 			*cur = slot{}
@@ -275,7 +275,7 @@ func mergeSlot(old, cur *slot, widenBounds bool) {
 		for b := range cur.types {
 			cur.types[b] = stMisc
 		}
-		cur.spilled = reg{}
+		cur.spilled, cur.size = reg{}, 0
 		return
 	}
 	for b := range cur.types {

@@ -237,3 +237,6 @@ func (s *scalar) hasValue(v uint64) bool {
 		s.u32min <= uint32(v) && uint32(v) <= s.u32max && s.s32min <= int32(v) && int32(v) <= s.s32max &&
 		s.t.hasValue(v)
 }
+
+// reg returns a scalar register holding s.
+func (s scalar) reg() reg { return scalarReg(s) }

@@ -122,7 +122,8 @@ const (
 // slot is 8 bytes of a frame's stack: slot i holds bytes [-(i+1)*8, -i*8) of the frame.
 type slot struct {
 	types   [8]byte // by byte, lowest address first
-	spilled reg     // the register spilled here, when every byte is stSpill
+	spilled reg     // the register spilled here, when the slot's first bytes are stSpill
+	size    uint8   // bytes of the spill: 8, or 1, 2, 4 for a number stored at the slot's start
 }
 
 func (s *slot) isSpill() bool { return s.types[0] == stSpill }

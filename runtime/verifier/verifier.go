@@ -40,6 +40,9 @@ type Options struct {
 	Log io.Writer
 	// LogLevel is the kernel's log_level: 0 none, 1 the verification trace and errors, 2 more.
 	LogLevel uint32
+	// PossibleCPUs is the number of CPUs programs see; bpf_get_smp_processor_id returns less
+	// than it. 0 means unknown.
+	PossibleCPUs int
 	// MaxInsns bounds the instructions the analysis may process (the kernel's 1,000,000 when 0).
 	MaxInsns int
 }
