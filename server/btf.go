@@ -3,9 +3,9 @@ package server
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -82,15 +82,13 @@ func (s *Server) btfLoad(c *call) (Result, error) {
 	if err := c.p.ReadMem(a.u64(btfLoadData), data); err != nil {
 		return Result{}, err
 	}
-	perr := checkBTF(data)
-	if perr != nil {
-		log.printf("%s\n", perr)
-	}
+	msgs, perr := checkBTF(data)
+	log.printf("%s", strings.Join(msgs, "\n"))
 	if err := s.finishLog(c, log, btfLoadLogTrueSize); err != nil {
 		return Result{}, err
 	}
 	if perr != nil {
-		return Result{}, syscall.EINVAL
+		return Result{}, perr
 	}
 	obj, err := s.objs.ids[KindBTF].alloc(func(id uint32) object {
 		return &btfObj{objID: id, raw: func() ([]byte, error) { return data, nil }}
@@ -108,40 +106,94 @@ func (s *Server) btfLoad(c *call) (Result, error) {
 // btfMagic is the BTF header's magic number.
 const btfMagic = 0xeb9f
 
-// checkBTF parses a BTF blob as the kernel's btf_parse would and says what is wrong with it, in
-// the kernel's wording where it has one.
-func checkBTF(data []byte) error {
-	const hdrMin = 24
-	if len(data) < hdrMin {
-		return errors.New("hdr_len not found")
+// btfHeaderSize is sizeof(struct btf_header).
+const btfHeaderSize = 24
+
+// btfMaxNameOffset is BTF_MAX_NAME_OFFSET.
+const btfMaxNameOffset = 0xffff
+
+// checkBTF parses a BTF blob as the kernel's btf_parse does and returns its log (the messages the
+// kernel's btf_verifier_log would print) and, for a refused blob, the errno.
+func checkBTF(data []byte) ([]string, error) {
+	var log []string
+	fail := func(errno syscall.Errno, format string, args ...any) ([]string, error) {
+		return append(log, fmt.Sprintf(format, args...)), errno
 	}
-	if binary.LittleEndian.Uint16(data) != btfMagic {
-		return fmt.Errorf("Invalid magic")
-	}
-	if data[2] != 1 {
-		return errors.New("Unsupported version")
-	}
-	if data[3] != 0 {
-		return errors.New("Unsupported flags")
+	if len(data) < 8 {
+		return fail(syscall.EINVAL, "hdr_len not found")
 	}
 	hdrLen := binary.LittleEndian.Uint32(data[4:])
-	if hdrLen < hdrMin || int(hdrLen) > len(data) {
-		return errors.New("Unsupported btf_header")
+	if uint32(len(data)) < hdrLen {
+		return fail(syscall.EINVAL, "btf_header not found")
 	}
-	if len(data) == int(hdrLen) {
-		return errors.New("No data")
+	if hdrLen > btfHeaderSize {
+		for _, c := range data[btfHeaderSize:hdrLen] {
+			if c != 0 {
+				return fail(syscall.E2BIG, "Unsupported btf_header")
+			}
+		}
+	}
+	var hdr [btfHeaderSize]byte
+	copy(hdr[:], data[:min(hdrLen, btfHeaderSize)])
+	u32 := func(off int) uint32 { return binary.LittleEndian.Uint32(hdr[off:]) }
+	magic, version, flags := binary.LittleEndian.Uint16(hdr[:]), hdr[2], hdr[3]
+	typeOff, typeLen, strOff, strLen := u32(8), u32(12), u32(16), u32(20)
+	log = append(log,
+		fmt.Sprintf("magic: 0x%x", magic), fmt.Sprintf("version: %d", version),
+		fmt.Sprintf("flags: 0x%x", flags), fmt.Sprintf("hdr_len: %d", u32(4)),
+		fmt.Sprintf("type_off: %d", typeOff), fmt.Sprintf("type_len: %d", typeLen),
+		fmt.Sprintf("str_off: %d", strOff), fmt.Sprintf("str_len: %d", strLen),
+		fmt.Sprintf("btf_total_size: %d", len(data)))
+	switch {
+	case magic != btfMagic:
+		return fail(syscall.EINVAL, "Invalid magic")
+	case version != 1:
+		return fail(errENOTSUPP, "Unsupported version")
+	case flags != 0:
+		return fail(errENOTSUPP, "Unsupported flags")
+	case uint32(len(data)) == hdrLen:
+		return fail(syscall.EINVAL, "No data")
+	}
+	// Sections: sorted by offset, no gaps, no overlap, nothing else after the header.
+	secs := [][2]uint32{{typeOff, typeLen}, {strOff, strLen}}
+	if secs[1][0] < secs[0][0] {
+		secs[0], secs[1] = secs[1], secs[0]
+	}
+	total, expected := uint32(0), uint32(len(data))-hdrLen
+	for _, sec := range secs {
+		switch {
+		case expected < sec[0]:
+			return fail(syscall.EINVAL, "Invalid section offset")
+		case total < sec[0]:
+			return fail(syscall.EINVAL, "Unsupported section found")
+		case total > sec[0]:
+			return fail(syscall.EINVAL, "Section overlap found")
+		case expected-total < sec[1]:
+			return fail(syscall.EINVAL, "Total section length too long")
+		}
+		total += sec[1]
+	}
+	if total != expected {
+		return fail(syscall.EINVAL, "Unsupported section found")
+	}
+	strs := data[hdrLen+strOff : hdrLen+strOff+strLen]
+	if strLen == 0 || strLen-1 > btfMaxNameOffset || strs[0] != 0 || strs[strLen-1] != 0 {
+		return fail(syscall.EINVAL, "Invalid string section")
 	}
 	spec, err := btf.LoadSpecFromReader(bytes.NewReader(data))
 	if err != nil {
-		return err
+		return fail(syscall.EINVAL, "%v", err)
 	}
 	for _, err := range spec.All() {
 		if err != nil {
-			return err
+			return fail(syscall.EINVAL, "%v", err)
 		}
 	}
-	return nil
+	return log, nil
 }
+
+// errENOTSUPP is the kernel's internal ENOTSUPP (524), which bpf(2) lets reach user space.
+const errENOTSUPP = syscall.Errno(524)
 
 // BTF_GET_FD_BY_ID / *_GET_FD_BY_ID attr fields.
 const (
