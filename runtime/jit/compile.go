@@ -1,0 +1,554 @@
+package jit
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/ebpfu/ebpfu/runtime/isa"
+	"github.com/ebpfu/ebpfu/runtime/program"
+)
+
+// Code is a compiled program: position- and process-independent machine code and what a
+// loader needs to know of it. It holds no address of any process.
+type Code struct {
+	// Text is the machine code.
+	Text []byte
+	// Entry is the offset in Text of the entry point,
+	//	uint64_t entry(struct ebpfu_ctx *blk, uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5)
+	// (System V x86-64 ABI), which returns r0 (see docs/jit.md).
+	Entry int
+	// Insns holds for each instruction the offset in Text of its code, then the offset of the
+	// end of the last function's code, so an address inside Text maps back to an instruction.
+	Insns []uint32
+	// NumMaps is the number of map handles (and map value bases) the code reads from the block.
+	NumMaps int
+	// ValueRefs lists the lddw instructions that read a map value base: the block's
+	// map_values[Map] must be a valid address for each.
+	ValueRefs []ValueRef
+	// CallsHelpers reports that the code calls helpers (by number or callx).
+	CallsHelpers bool
+	// Loops reports that the code counts the instruction budget.
+	Loops bool
+}
+
+// PC returns the index of the instruction whose code holds Text offset off, or -1 when off is
+// outside the instructions' code (prologue, stubs).
+func (c *Code) PC(off int) int {
+	n := len(c.Insns) - 1 // the last entry is the end of the instructions' code
+	if n < 1 || off < int(c.Insns[0]) || off >= int(c.Insns[n]) {
+		return -1
+	}
+	lo, hi := 0, n
+	for lo < hi { // first instruction starting after off
+		m := (lo + hi) / 2
+		if int(c.Insns[m]) <= off {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+// ValueRef is an lddw that reads map Map's value base.
+type ValueRef struct {
+	PC  int
+	Map int
+}
+
+// Register assignment: eBPF r0-r10 live in the registers of the kernel's x86-64 JIT.
+var regMap = [isa.NumRegs]reg{rax, rdi, rsi, rdx, rcx, r8, rbx, r13, r14, r15, rbp}
+
+const (
+	rBlk    = r12 // the context block
+	rBudget = r9  // remaining instruction budget, when the program has loops
+	rAux    = r11 // scratch: checked addresses, divisors, helper indexes
+	rTmp    = r10 // scratch
+)
+
+// label names a position in the code; instruction i's label is i.
+type label int
+
+// fixup is a branch displacement to patch once the layout is final.
+type fixup struct {
+	pos   int // position of the displacement
+	size  int // 1 or 4
+	to    label
+	site  int // index into compiler.long, -1 for rel32-only branches
+	after int // position after the displacement
+}
+
+// stubKind is the kind of a cold stub placed after the functions.
+type stubKind uint8
+
+const (
+	stubBounds stubKind = iota // call the region check, return to resume
+	stubFault                  // stop with a fault code
+)
+
+type stub struct {
+	kind   stubKind
+	at     label
+	resume label
+	info   uint32 // stubBounds: pc<<8 | write<<7 | size; stubFault: pc
+	code   uint32 // stubFault: fault code
+}
+
+type compiler struct {
+	p     *program.Program
+	insns []isa.Instruction
+	bmi2  bool
+
+	a        asm
+	labelPos []int
+	nfixed   int // labels preallocated: instructions, then function entries
+	fixups   []fixup
+	long     []bool // per branch site: needs rel32
+	site     int
+	stubs    []stub
+	offsets  []uint32
+
+	funcOf    []int   // function of each instruction
+	saved     [][]reg // callee-saved registers each subprogram writes
+	loops     bool
+	valueRefs []ValueRef
+	helpers   bool
+
+	checkRegions label // -1 until needed
+	faultExit    label // -1 until needed
+}
+
+// options adjusts code generation, for tests.
+type options struct {
+	noBMI2 bool
+}
+
+// Compile translates a verified program to x86-64 machine code. It trusts the verifier for
+// what the verifier proves (register types, stack offsets, bounds of unchecked accesses) and
+// emits run-time checks for the rest; it still refuses programs whose structure would make it
+// emit broken code.
+func Compile(p *program.Program) (*Code, error) { return compile(p, options{}) }
+
+func compile(p *program.Program, o options) (*Code, error) {
+	c := &compiler{p: p, insns: p.Insns, bmi2: cpu.X86.HasBMI2 && !o.noBMI2, loops: p.Loops}
+	if err := c.prepare(); err != nil {
+		return nil, fmt.Errorf("jit: %w", err)
+	}
+	for pass := 0; ; pass++ {
+		if err := c.emit(); err != nil {
+			return nil, fmt.Errorf("jit: %w", err)
+		}
+		if !c.grow() {
+			break
+		}
+		if pass > len(c.long)+2 {
+			return nil, fmt.Errorf("jit: branch layout does not converge")
+		}
+	}
+	if err := c.patch(); err != nil {
+		return nil, fmt.Errorf("jit: %w", err)
+	}
+	return &Code{Text: c.a.b, Entry: 0, Insns: c.offsets, NumMaps: len(p.Maps), ValueRefs: c.valueRefs,
+		CallsHelpers: c.helpers,
+		Loops:        c.loops}, nil
+}
+
+// prepare checks the program's structure and computes per-function facts.
+func (c *compiler) prepare() error {
+	p := c.p
+	n := len(c.insns)
+	if n == 0 {
+		return fmt.Errorf("empty program")
+	}
+	if len(p.Checks) != n {
+		return fmt.Errorf("%d checks for %d instructions", len(p.Checks), n)
+	}
+	funcs := p.Funcs
+	if len(funcs) == 0 {
+		funcs = []program.Func{{Start: 0, End: n}}
+	}
+	c.funcOf = make([]int, n)
+	for k, f := range funcs {
+		if f.Start >= f.End || f.End > n || k == 0 && f.Start != 0 || k > 0 && f.Start != funcs[k-1].End {
+			return fmt.Errorf("function %d spans [%d, %d) of %d instructions", k, f.Start, f.End, n)
+		}
+		for i := f.Start; i < f.End; i++ {
+			c.funcOf[i] = k
+		}
+	}
+	if last := funcs[len(funcs)-1].End; last != n {
+		return fmt.Errorf("instructions from %d belong to no function", last)
+	}
+	c.saved = make([][]reg, len(funcs))
+	written := make([][isa.NumRegs]bool, len(funcs))
+	for pc := 0; pc < n; pc++ {
+		ins := c.insns[pc]
+		if ins.Dst() >= isa.NumRegs || ins.Src() >= isa.NumRegs {
+			return fmt.Errorf("instruction %d: invalid register", pc)
+		}
+		w := &written[c.funcOf[pc]]
+		cl := isa.Class(ins.Op)
+		switch cl {
+		case isa.ClassALU, isa.ClassALU64, isa.ClassLD, isa.ClassLDX:
+			w[ins.Dst()] = true
+		case isa.ClassSTX:
+			if isa.Mode(ins.Op) == isa.ModeATOMIC {
+				w[ins.Src()] = true
+				w[isa.R0] = true
+				w[ins.Dst()] = true // load-acquire
+			}
+		}
+		if w[isa.RFP] && (cl == isa.ClassALU || cl == isa.ClassALU64 || cl == isa.ClassLD || cl == isa.ClassLDX) {
+			return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
+		}
+		w[isa.RFP] = false
+		switch {
+		case ins.Op == isa.OpLdDW:
+			if ins.Src() == isa.PseudoMapValue {
+				c.valueRefs = append(c.valueRefs, ValueRef{PC: pc, Map: int(ins.Imm)})
+			}
+			if pc+1 >= n || c.funcOf[pc+1] != c.funcOf[pc] || c.insns[pc+1].Op != 0 {
+				return fmt.Errorf("instruction %d: incomplete lddw", pc)
+			}
+			pc++
+		case cl == isa.ClassJMP || cl == isa.ClassJMP32:
+			op := isa.Operation(ins.Op)
+			if ins.Op == isa.OpCallX || ins.Op == isa.OpCall && ins.Src() == isa.PseudoCallHelper {
+				c.helpers = true
+			}
+			if op == isa.JmpExit || op == isa.JmpCall && ins.Op != isa.OpCall {
+				continue
+			}
+			t, ok := c.target(pc)
+			if !ok {
+				continue
+			}
+			if t < 0 || t >= n {
+				return fmt.Errorf("instruction %d: jump to %d, outside the program", pc, t)
+			}
+			if op == isa.JmpCall {
+				if ins.Src() == isa.PseudoCallLocal && (t == 0 || funcs[c.funcOf[t]].Start != t) {
+					return fmt.Errorf("instruction %d: call to %d, not the start of a subprogram", pc, t)
+				}
+				continue
+			}
+			if c.funcOf[t] != c.funcOf[pc] {
+				return fmt.Errorf("instruction %d: jump to %d, in another function", pc, t)
+			}
+			if t > 0 && c.insns[t-1].Op == isa.OpLdDW && (t < 2 || c.insns[t-2].Op != isa.OpLdDW) {
+				return fmt.Errorf("instruction %d: jump into the middle of the lddw at %d", pc, t-1)
+			}
+			if t <= pc {
+				c.loops = true // back-edges are counted even if the verifier did not say so
+			}
+		}
+	}
+	for k := 1; k < len(funcs); k++ {
+		for _, r := range []uint8{isa.R6, isa.R7, isa.R8, isa.R9} {
+			if written[k][r] {
+				c.saved[k] = append(c.saved[k], regMap[r])
+			}
+		}
+	}
+	c.nfixed = n + len(funcs)
+	c.p = &program.Program{Type: p.Type, Insns: p.Insns, Checks: p.Checks, Funcs: funcs, Maps: p.Maps,
+		CtxSize: p.CtxSize, Loops: p.Loops}
+	return nil
+}
+
+// target returns the instruction a jump or local call at pc goes to (ok false for helper calls).
+func (c *compiler) target(pc int) (int, bool) {
+	ins := c.insns[pc]
+	switch {
+	case ins.Op == isa.OpCall:
+		if ins.Src() != isa.PseudoCallLocal {
+			return 0, false
+		}
+		return pc + 1 + int(ins.Imm), true
+	case ins.Op == isa.OpJA32:
+		return pc + 1 + int(ins.Imm), true
+	default:
+		return pc + 1 + int(ins.Off), true
+	}
+}
+
+// funcEntry returns the label of subprogram k's prologue.
+func (c *compiler) funcEntry(k int) label { return label(len(c.insns) + k) }
+
+func (c *compiler) newLabel() label {
+	c.labelPos = append(c.labelPos, -1)
+	return label(len(c.labelPos) - 1)
+}
+
+func (c *compiler) place(l label) { c.labelPos[l] = c.a.pos() }
+
+// branchSite returns whether the next short-or-long branch is long, creating its entry (with
+// the guess long) on the first pass.
+func (c *compiler) branchSite(guess bool) (int, bool) {
+	s := c.site
+	c.site++
+	if s == len(c.long) {
+		c.long = append(c.long, guess)
+	}
+	return s, c.long[s]
+}
+
+// jcc emits a conditional branch to l; far says the target is probably far (a stub).
+func (c *compiler) jcc(cc cond, l label, far bool) {
+	s, long := c.branchSite(far)
+	pos := c.a.jccRel(cc, long)
+	c.fixups = append(c.fixups, fixup{pos: pos, size: sizeOf(long), to: l, site: s, after: c.a.pos()})
+}
+
+// jmp emits an unconditional branch to l.
+func (c *compiler) jmp(l label, far bool) {
+	s, long := c.branchSite(far)
+	pos := c.a.jmpRel(long)
+	c.fixups = append(c.fixups, fixup{pos: pos, size: sizeOf(long), to: l, site: s, after: c.a.pos()})
+}
+
+// call emits a near call to l.
+func (c *compiler) call(l label) {
+	pos := c.a.callRel()
+	c.fixups = append(c.fixups, fixup{pos: pos, size: 4, to: l, site: -1, after: c.a.pos()})
+}
+
+func sizeOf(long bool) int {
+	if long {
+		return 4
+	}
+	return 1
+}
+
+// grow marks as long every short branch whose displacement does not fit, and reports whether
+// it marked any (then the layout changed and the code must be emitted again).
+func (c *compiler) grow() bool {
+	changed := false
+	for _, f := range c.fixups {
+		if f.size != 1 {
+			continue
+		}
+		if !fitsInt8(int64(c.labelPos[f.to] - f.after)) {
+			c.long[f.site] = true
+			changed = true
+		}
+	}
+	return changed
+}
+
+// patch writes the branch displacements.
+func (c *compiler) patch() error {
+	for _, f := range c.fixups {
+		to := c.labelPos[f.to]
+		if to < 0 {
+			return fmt.Errorf("branch to an unplaced label %d", f.to)
+		}
+		d := to - f.after
+		if f.size == 1 {
+			if !fitsInt8(int64(d)) {
+				return fmt.Errorf("short branch out of range")
+			}
+			c.a.b[f.pos] = byte(int8(d))
+		} else {
+			putInt32(c.a.b[f.pos:], int32(d))
+		}
+	}
+	return nil
+}
+
+// emit produces the whole code once with the current branch sizes.
+func (c *compiler) emit() error {
+	c.a.b = c.a.b[:0]
+	c.labelPos = c.labelPos[:0]
+	for i := 0; i < c.nfixed; i++ {
+		c.labelPos = append(c.labelPos, -1)
+	}
+	c.fixups = c.fixups[:0]
+	c.stubs = c.stubs[:0]
+	c.site = 0
+	c.checkRegions, c.faultExit = -1, -1
+	if c.offsets == nil {
+		c.offsets = make([]uint32, len(c.insns)+1)
+	}
+
+	c.prologue()
+	for k, f := range c.p.Funcs {
+		if k > 0 {
+			c.place(c.funcEntry(k))
+			c.subPrologue(k)
+		}
+		for pc := f.Start; pc < f.End; pc++ {
+			c.place(label(pc))
+			c.offsets[pc] = uint32(c.a.pos())
+			if err := c.insn(pc); err != nil {
+				return fmt.Errorf("instruction %d (%s): %w", pc, describe(c.insns[pc]), err)
+			}
+			if c.insns[pc].Op == isa.OpLdDW {
+				pc++
+				c.place(label(pc))
+				c.offsets[pc] = uint32(c.a.pos())
+			}
+		}
+		// A verified function never runs off its end; trap if one does.
+		c.a.ud2()
+	}
+	c.offsets[len(c.insns)] = uint32(c.a.pos())
+	c.emitStubs()
+	return nil
+}
+
+func describe(i isa.Instruction) string {
+	return fmt.Sprintf("op %#02x dst r%d src r%d off %d imm %d", i.Op, i.Dst(), i.Src(), i.Off, i.Imm)
+}
+
+// prologue emits the entry point: save the callee-saved registers, keep the block in r12, set
+// the frame pointer to the top of frame 0, move the arguments into r1-r5.
+func (c *compiler) prologue() {
+	a := &c.a
+	for _, r := range []reg{rbp, rbx, r12, r13, r14, r15} {
+		a.push(r)
+	}
+	a.aluRI(true, aluSub, rsp, 8) // 16-byte alignment for helper calls
+	a.movRR(true, rBlk, rdi)
+	a.opRM(true, []byte{0x89}, rsp, at(rBlk, offEntrySP))
+	a.storeImm(8, at(rBlk, offFault), 0)
+	a.opRM(true, []byte{0x8b}, rbp, at(rBlk, offStack))
+	if len(c.p.Funcs) > 1 {
+		a.lea(rTmp, at(rbp, 2*512))
+		a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offFrameLimit))
+	}
+	a.lea(rbp, at(rbp, StackSize))
+	a.movRR(true, rdi, rsi)
+	a.movRR(true, rsi, rdx)
+	a.movRR(true, rdx, rcx)
+	a.movRR(true, rcx, r8)
+	a.movRR(true, r8, r9)
+	if c.loops {
+		a.opRM(true, []byte{0x8b}, rBudget, at(rBlk, offBudget))
+		a.testRR(true, rBudget, rBudget)
+		l := c.newLabel()
+		c.jcc(condNE, l, false)
+		a.movRI(true, rBudget, -1)
+		c.place(l)
+	}
+}
+
+// epilogue emits the return from the entry point.
+func (c *compiler) epilogue() {
+	a := &c.a
+	a.aluRI(true, aluAdd, rsp, 8)
+	for _, r := range []reg{r15, r14, r13, r12, rbx, rbp} {
+		a.pop(r)
+	}
+	a.ret()
+}
+
+// subPrologue emits the prologue of subprogram k: move the frame pointer to the new frame, save
+// the callee-saved registers the function writes.
+func (c *compiler) subPrologue(k int) {
+	a := &c.a
+	a.aluRI(true, aluSub, rbp, 512)
+	for _, r := range c.saved[k] {
+		a.push(r)
+	}
+	if len(c.saved[k])%2 == 0 { // the call pushed 8 bytes: keep rsp 16-byte aligned
+		a.aluRI(true, aluSub, rsp, 8)
+	}
+}
+
+// subEpilogue emits the return from subprogram k.
+func (c *compiler) subEpilogue(k int) {
+	a := &c.a
+	if len(c.saved[k])%2 == 0 {
+		a.aluRI(true, aluAdd, rsp, 8)
+	}
+	for i := len(c.saved[k]) - 1; i >= 0; i-- {
+		a.pop(c.saved[k][i])
+	}
+	a.aluRI(true, aluAdd, rbp, 512)
+	a.ret()
+}
+
+// faultStub returns the label of a cold stub that stops the program with code at pc.
+func (c *compiler) faultStub(code uint32, pc int) label {
+	l := c.newLabel()
+	c.stubs = append(c.stubs, stub{kind: stubFault, at: l, info: uint32(pc), code: code})
+	if c.faultExit < 0 {
+		c.faultExit = c.newLabel()
+	}
+	return l
+}
+
+// emitStubs emits the cold stubs and the shared routines after the functions.
+func (c *compiler) emitStubs() {
+	a := &c.a
+	for _, s := range c.stubs {
+		c.place(s.at)
+		switch s.kind {
+		case stubBounds:
+			a.movRI(false, rTmp, int64(s.info))
+			c.call(c.checkRegions)
+			c.jmp(s.resume, true)
+		case stubFault:
+			a.storeImm(4, at(rBlk, offFaultPC), int32(s.info))
+			a.storeImm(4, at(rBlk, offFault), int32(s.code))
+			c.jmp(c.faultExit, true)
+		}
+	}
+	if c.checkRegions >= 0 {
+		c.emitCheckRegions()
+	}
+	if c.faultExit >= 0 {
+		c.place(c.faultExit)
+		a.opRM(true, []byte{0x8b}, rsp, at(rBlk, offEntrySP))
+		a.aluRR(false, aluXor, rax, rax)
+		c.epilogue()
+	}
+}
+
+// emitCheckRegions emits the routine that checks an access against the block's regions:
+// r11 holds the address, r10 pc<<8 | write<<7 | size. It returns when a region holds the
+// access and stops the program otherwise. It preserves every register but the flags.
+func (c *compiler) emitCheckRegions() {
+	a := &c.a
+	c.place(c.checkRegions)
+	for _, r := range []reg{rax, rcx, rdx, rsi} {
+		a.push(r)
+	}
+	a.opRM(true, []byte{0x8b}, rcx, at(rBlk, offNumRegions))
+	a.lea(rax, at(rBlk, offRegions))
+	a.movRR(false, rdx, rTmp)
+	a.aluRI(false, aluAnd, rdx, 0x7f)
+	loop, next, ok, fail := c.newLabel(), c.newLabel(), c.newLabel(), c.newLabel()
+	c.place(loop)
+	a.testRR(true, rcx, rcx)
+	c.jcc(condE, fail, false)
+	a.aluRM(true, aluCmp, rAux, at(rax, 0)) // addr < start
+	c.jcc(condB, next, false)
+	a.opRM(true, []byte{0x8b}, rsi, at(rax, 8))
+	a.aluRR(true, aluSub, rsi, rAux) // end - addr, borrow when addr > end
+	c.jcc(condB, next, false)
+	a.aluRR(true, aluCmp, rsi, rdx) // room < size
+	c.jcc(condB, next, false)
+	a.testRI(false, rTmp, 0x80)
+	c.jcc(condE, ok, false)
+	a.aluMI(true, aluCmp, at(rax, 16), 0)
+	c.jcc(condNE, ok, false)
+	c.place(next)
+	a.aluRI(true, aluAdd, rax, regionSize)
+	a.aluRI(true, aluSub, rcx, 1)
+	c.jmp(loop, false)
+	c.place(ok)
+	for _, r := range []reg{rsi, rdx, rcx, rax} {
+		a.pop(r)
+	}
+	a.ret()
+	c.place(fail)
+	a.opRM(true, []byte{0x89}, rAux, at(rBlk, offFaultAddr))
+	a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offFaultInfo))
+	a.shiftRI(false, shShr, rTmp, 8)
+	a.opRM(false, []byte{0x89}, rTmp, at(rBlk, offFaultPC))
+	a.storeImm(4, at(rBlk, offFault), FaultBounds)
+	c.jmp(c.faultExit, true)
+}

@@ -1,0 +1,313 @@
+package jit
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfu/ebpfu/runtime/helper"
+	"github.com/ebpfu/ebpfu/runtime/program"
+)
+
+// Func is compiled code mapped executable in this process, ready to run from Go.
+type Func struct {
+	code *Code
+	text []byte // the executable mapping
+	mu   sync.RWMutex
+}
+
+// Load maps c executable in this process.
+func Load(c *Code) (*Func, error) {
+	if len(c.Text) == 0 {
+		return nil, errors.New("jit: load: no code")
+	}
+	size := (len(c.Text) + pageSize - 1) &^ (pageSize - 1)
+	text, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("jit: load: %w", err)
+	}
+	copy(text, c.Text)
+	if err := unix.Mprotect(text, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		_ = unix.Munmap(text)
+		return nil, fmt.Errorf("jit: load: %w", err)
+	}
+	return &Func{code: c, text: text}, nil
+}
+
+// Code returns the code f runs.
+func (f *Func) Code() *Code { return f.code }
+
+// Close unmaps the code. Runs in progress finish first; later runs fail.
+func (f *Func) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.text == nil {
+		return nil
+	}
+	err := unix.Munmap(f.text)
+	f.text = nil
+	if err != nil {
+		return fmt.Errorf("jit: close: %w", err)
+	}
+	return nil
+}
+
+const pageSize = 4096
+
+// runBlock is the context block followed by the state of the switch between Go and compiled
+// code; trampoline_amd64.s knows its offsets (block_test.go checks them).
+type runBlock struct {
+	Block
+	goSP, goBP, goBX, goR12, goR13, goR14, goR15        uint64
+	jitSP, jitBX, jitBP, jitR12, jitR13, jitR14, jitR15 uint64
+	stackTop                                            uint64 // top of the native stack
+	helperID                                            uint64
+	helperArgs                                          [5]uint64
+	args                                                [5]uint64
+	result                                              uint64
+}
+
+// Native stack for compiled code and helper stubs: their use is bounded (the entry frame, at
+// most eight subprogram frames, the region check, a helper stub), far below this.
+const nativeStackSize = 16 << 10
+
+// runner is the memory of one run: a guard page, the native stack, the eBPF stack and the run
+// block, in one mapping outside the Go heap.
+type runner struct {
+	mem []byte
+	blk *runBlock
+}
+
+var runners = sync.Pool{New: func() any {
+	r, err := newRunner()
+	if err != nil {
+		return err
+	}
+	return r
+}}
+
+func newRunner() (*runner, error) {
+	size := pageSize + nativeStackSize + StackSize + pageSize
+	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("jit: map run memory: %w", err)
+	}
+	if err := unix.Mprotect(m[:pageSize], unix.PROT_NONE); err != nil {
+		_ = unix.Munmap(m)
+		return nil, fmt.Errorf("jit: map run memory: %w", err)
+	}
+	base := uintptr(unsafe.Pointer(&m[0]))
+	r := &runner{mem: m, blk: (*runBlock)(unsafe.Pointer(&m[size-pageSize]))}
+	r.blk.stackTop = uint64(base) + pageSize + nativeStackSize
+	r.blk.Stack = r.blk.stackTop
+	runtime.AddCleanup(r, func(m []byte) { _ = unix.Munmap(m) }, m)
+	return r, nil
+}
+
+func getRunner() (*runner, error) {
+	switch v := runners.Get().(type) {
+	case *runner:
+		return v, nil
+	case error:
+		return nil, v
+	}
+	return nil, errors.New("jit: no runner")
+}
+
+// thunks is the helper table every Go run uses: for each helper number, a stub that loads the
+// number into eax and jumps to helperStub.
+type thunks struct {
+	mem   []byte
+	table uintptr // helper.MaxID function addresses
+}
+
+var (
+	thunksOnce sync.Once
+	thunksVal  *thunks
+	thunksErr  error
+)
+
+func helperThunks() (*thunks, error) {
+	thunksOnce.Do(func() { thunksVal, thunksErr = makeThunks(int(helper.MaxID)) })
+	return thunksVal, thunksErr
+}
+
+func makeThunks(n int) (*thunks, error) {
+	const thunkSize = 24
+	code := n * thunkSize
+	size := (code + 8*n + pageSize - 1) &^ (pageSize - 1)
+	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("jit: map helper thunks: %w", err)
+	}
+	base := uintptr(unsafe.Pointer(&m[0]))
+	stub := helperStubAddr()
+	for id := 0; id < n; id++ {
+		var a asm
+		a.movRI(false, rax, int64(id))
+		a.movRI(true, rAux, int64(stub))
+		a.jmpR(rAux)
+		copy(m[id*thunkSize:], a.b)
+		*(*uint64)(unsafe.Pointer(&m[code+8*id])) = uint64(base) + uint64(id*thunkSize)
+	}
+	if err := unix.Mprotect(m, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		_ = unix.Munmap(m)
+		return nil, fmt.Errorf("jit: map helper thunks: %w", err)
+	}
+	return &thunks{mem: m, table: base + uintptr(code)}, nil
+}
+
+// Implemented in trampoline_amd64.s.
+func enter(b *runBlock, entry uintptr) uint64
+func resume(b *runBlock, r0 uint64) uint64
+func helperStub() // never called from Go: compiled code calls it through the thunks
+func helperStubAddr() uintptr
+
+const statusHelper = 1
+
+// Run runs the program with r1-r5 set to args and returns r0. Helper calls go to env.Helpers
+// (Go functions, run on the goroutine's stack between two legs of compiled code); memory
+// accesses the verifier marked are checked against the run's stack and env.Mem; the run stops
+// with a *program.Fault when one fails, when env.Budget is exhausted (counted on back-edges)
+// or when a helper fails. Run may be called from many goroutines at once.
+func (f *Func) Run(env *helper.Env, args [5]uint64) (uint64, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.text == nil {
+		return 0, errors.New("jit: run: function closed")
+	}
+	th, err := helperThunks()
+	if err != nil {
+		return 0, err
+	}
+	r, err := getRunner()
+	if err != nil {
+		return 0, err
+	}
+	b := r.blk
+	if err := f.setup(b, env, th, args); err != nil {
+		runners.Put(r)
+		return 0, err
+	}
+	var r0 uint64
+	if f.code.CallsHelpers {
+		// Helpers reach memory through env.Mem; stack pointers are among what programs pass
+		// them. The block's regions are already copied: compiled code checks the stack apart.
+		mem := env.Mem
+		if err = env.Mem.Add(b.Stack, StackSize, true); err != nil {
+			err = &program.Fault{PC: 0, Reason: err.Error()}
+		} else {
+			r0, err = f.run(b, env)
+		}
+		env.Mem = mem
+	} else {
+		r0, err = f.run(b, env)
+	}
+	runtime.KeepAlive(env)
+	runners.Put(r)
+	return r0, err
+}
+
+// setup fills the context block for one run.
+func (f *Func) setup(b *runBlock, env *helper.Env, th *thunks, args [5]uint64) error {
+	c := f.code
+	b.Helpers = th.table
+	b.NumHelpers = uint64(helper.MaxID)
+	b.Maps, b.MapValues = 0, 0
+	if c.NumMaps > 0 {
+		if len(env.Maps) < c.NumMaps {
+			return &program.Fault{PC: 0, Reason: fmt.Sprintf("%d maps in the run's environment, the program has %d", len(env.Maps), c.NumMaps)}
+		}
+		b.Maps = uintptr(unsafe.Pointer(&env.Maps[0]))
+	}
+	for _, v := range c.ValueRefs {
+		if v.Map >= len(env.MapValues) || env.MapValues[v.Map] == 0 {
+			return &program.Fault{PC: v.PC, Reason: fmt.Sprintf("map %d has no direct value access in the run's environment", v.Map)}
+		}
+		b.MapValues = uintptr(unsafe.Pointer(&env.MapValues[0]))
+	}
+	b.Stack = b.stackTop
+	b.Budget = env.Budget
+	n := env.Mem.Len()
+	b.NumRegions = uint64(n)
+	for i := 0; i < n; i++ {
+		rg := env.Mem.At(i)
+		b.Regions[i] = Region{Start: rg.Start, End: rg.End}
+		if rg.Writable {
+			b.Regions[i].Writable = 1
+		}
+	}
+	b.args = args
+	return nil
+}
+
+// run runs compiled code until it returns, serving its helper calls.
+func (f *Func) run(b *runBlock, env *helper.Env) (uint64, error) {
+	entry := uintptr(unsafe.Pointer(&f.text[f.code.Entry]))
+	status := f.call(b, entry)
+	for status == statusHelper {
+		id := helper.ID(b.helperID)
+		impl, ok := env.Helpers.Get(id)
+		if !ok || impl.Fn == nil {
+			return 0, &program.Fault{PC: f.helperPC(b), Reason: fmt.Sprintf("call to %s, which this run does not offer", helperName(id))}
+		}
+		args := b.helperArgs
+		r0, err := impl.Fn(env, &args)
+		if err != nil {
+			var ft *program.Fault
+			if errors.As(err, &ft) {
+				return 0, &program.Fault{PC: f.helperPC(b), Reason: ft.Reason}
+			}
+			return 0, &program.Fault{PC: f.helperPC(b), Reason: fmt.Sprintf("%s: %v", helperName(id), err)}
+		}
+		status = f.resume(b, r0)
+	}
+	if b.Fault != FaultNone {
+		return 0, f.fault(b, env)
+	}
+	return b.result, nil
+}
+
+// helperName names a helper for messages: "helper 5 (bpf_ktime_get_ns)".
+func helperName(id helper.ID) string {
+	if n := helper.Name(id); n != "" {
+		return fmt.Sprintf("helper %d (%s)", id, n)
+	}
+	return fmt.Sprintf("helper %d", id)
+}
+
+// helperPC returns the instruction that called the pending helper, from the return address the
+// helper stub left on the native stack.
+func (f *Func) helperPC(b *runBlock) int {
+	ret := *(*uint64)(unsafe.Pointer(uintptr(b.jitSP)))
+	base := uint64(uintptr(unsafe.Pointer(&f.text[0])))
+	if ret <= base || ret > base+uint64(len(f.code.Text)) {
+		return -1
+	}
+	return f.code.PC(int(ret-base) - 1)
+}
+
+// fault translates the block's fault word into a *program.Fault, in the interpreter's words.
+func (f *Func) fault(b *runBlock, env *helper.Env) error {
+	pc := int(b.FaultPC)
+	switch b.Fault {
+	case FaultBounds:
+		kind := "read"
+		if b.FaultInfo&0x80 != 0 {
+			kind = "write"
+		}
+		return &program.Fault{PC: pc, Reason: fmt.Sprintf("invalid %s of %d bytes at %#x: outside the stack and the run's memory %s",
+			kind, b.FaultInfo&0x7f, b.FaultAddr, env.Mem.String())}
+	case FaultBudget:
+		return &program.Fault{PC: pc, Reason: fmt.Sprintf("instruction budget of %d exhausted", env.Budget)}
+	case FaultDepth:
+		return &program.Fault{PC: pc, Reason: fmt.Sprintf("call depth exceeds %d frames", StackSize/512)}
+	case FaultCallx:
+		return &program.Fault{PC: pc, Reason: "call to an unknown helper"}
+	}
+	return &program.Fault{PC: pc, Reason: fmt.Sprintf("fault code %d", b.Fault)}
+}

@@ -1,0 +1,117 @@
+// The switch between Go and compiled code (see run_linux_amd64.go and docs/jit.md).
+//
+// enter and resume save the Go side's registers in the run block, switch to the run's native
+// stack and run compiled code. Compiled code comes back in one of two ways: its entry point
+// returns (the run is over), or it calls helperStub (through the per-helper thunk that loads
+// the helper number into AX) to ask Go to run a helper. Both return to the Go caller of the last
+// enter or resume, whose frames have the same shape ($0-24: block, word, result).
+//
+// No Go code ever runs on the native stack, and compiled code never runs on a goroutine stack.
+
+#include "textflag.h"
+
+// Offsets in runBlock, after the context block (see run_linux_amd64.go).
+#define GO_SP 0x1f0
+#define GO_BP 0x1f8
+#define GO_BX 0x200
+#define GO_R12 0x208
+#define GO_R13 0x210
+#define GO_R14 0x218
+#define GO_R15 0x220
+#define JIT_SP 0x228
+#define JIT_BX 0x230
+#define JIT_BP 0x238
+#define JIT_R12 0x240
+#define JIT_R13 0x248
+#define JIT_R14 0x250
+#define JIT_R15 0x258
+#define STACK_TOP 0x260
+#define HELPER_ID 0x268
+#define HELPER_ARGS 0x270
+#define ARGS 0x298
+#define RESULT 0x2c0
+
+// SAVE_GO saves the Go side's registers but BP, which each site saves itself (in plain sight of
+// vet's frame pointer check).
+#define SAVE_GO(b) \
+	MOVQ SP, GO_SP(b); \
+	MOVQ BX, GO_BX(b); \
+	MOVQ R12, GO_R12(b); \
+	MOVQ R13, GO_R13(b); \
+	MOVQ R14, GO_R14(b); \
+	MOVQ R15, GO_R15(b)
+
+// RESTORE_GO restores the Go side's registers from the block in R12, R12 last.
+#define RESTORE_GO \
+	MOVQ GO_SP(R12), SP; \
+	MOVQ GO_BP(R12), BP; \
+	MOVQ GO_BX(R12), BX; \
+	MOVQ GO_R13(R12), R13; \
+	MOVQ GO_R14(R12), R14; \
+	MOVQ GO_R15(R12), R15; \
+	MOVQ GO_R12(R12), R12
+
+// func enter(b *runBlock, entry uintptr) uint64
+TEXT ·enter(SB), NOSPLIT|NOFRAME, $0-24
+	MOVQ b+0(FP), AX
+	MOVQ entry+8(FP), R11
+	MOVQ BP, GO_BP(AX)
+	SAVE_GO(AX)
+	MOVQ STACK_TOP(AX), SP
+	MOVQ AX, R12
+	MOVQ AX, DI
+	MOVQ (ARGS+0)(AX), SI
+	MOVQ (ARGS+8)(AX), DX
+	MOVQ (ARGS+16)(AX), CX
+	MOVQ (ARGS+24)(AX), R8
+	MOVQ (ARGS+32)(AX), R9
+	CALL R11
+	// The entry point returned r0 in AX; R12 still holds the block (callee-saved).
+	MOVQ AX, RESULT(R12)
+	RESTORE_GO
+	MOVQ $0, ret+16(FP)
+	RET
+
+// func resume(b *runBlock, r0 uint64) uint64
+TEXT ·resume(SB), NOSPLIT|NOFRAME, $0-24
+	MOVQ b+0(FP), R9
+	MOVQ r0+8(FP), AX
+	MOVQ $0, ret+16(FP) // replaced when compiled code comes back
+	MOVQ BP, GO_BP(R9)
+	SAVE_GO(R9)
+	MOVQ JIT_SP(R9), SP
+	MOVQ JIT_BX(R9), BX
+	MOVQ JIT_BP(R9), BP
+	MOVQ JIT_R12(R9), R12
+	MOVQ JIT_R13(R9), R13
+	MOVQ JIT_R14(R9), R14
+	MOVQ JIT_R15(R9), R15
+	RET // into compiled code, after its helper call, with r0 in AX
+
+// helperStub is called by compiled code with the helper number in AX, r1-r5 in DI, SI, DX,
+// CX, R8 and the block in R9, on the native stack. It saves the compiled code's callee-saved
+// registers in the block and returns to Go from the pending enter or resume with status 1.
+TEXT ·helperStub(SB), NOSPLIT|NOFRAME, $0-0
+	MOVQ AX, HELPER_ID(R9)
+	MOVQ DI, (HELPER_ARGS+0)(R9)
+	MOVQ SI, (HELPER_ARGS+8)(R9)
+	MOVQ DX, (HELPER_ARGS+16)(R9)
+	MOVQ CX, (HELPER_ARGS+24)(R9)
+	MOVQ R8, (HELPER_ARGS+32)(R9)
+	MOVQ SP, JIT_SP(R9)
+	MOVQ BX, JIT_BX(R9)
+	MOVQ BP, JIT_BP(R9)
+	MOVQ R12, JIT_R12(R9)
+	MOVQ R13, JIT_R13(R9)
+	MOVQ R14, JIT_R14(R9)
+	MOVQ R15, JIT_R15(R9)
+	MOVQ R9, R12
+	RESTORE_GO
+	MOVQ $1, 24(SP) // the result slot of the pending enter or resume
+	RET
+
+// func helperStubAddr() uintptr
+TEXT ·helperStubAddr(SB), NOSPLIT, $0-8
+	LEAQ ·helperStub(SB), AX
+	MOVQ AX, ret+0(FP)
+	RET
