@@ -42,6 +42,7 @@ const (
 	FaultBudget = 2 // the instruction budget is exhausted
 	FaultDepth  = 3 // a bpf-to-bpf call deeper than the stack's frames
 	FaultCallx  = 4 // callx of a helper number outside the table, or with no function
+	FaultAlign  = 5 // a misaligned atomic access (FaultAddr and FaultInfo say which)
 )
 
 // Region is one entry of the block's region table.

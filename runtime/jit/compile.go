@@ -2,6 +2,7 @@ package jit
 
 import (
 	"fmt"
+	"math/bits"
 
 	"golang.org/x/sys/cpu"
 
@@ -93,6 +94,8 @@ type stub struct {
 	resume label
 	info   uint32 // stubBounds: pc<<8 | write<<7 | size; stubFault: pc
 	code   uint32 // stubFault: fault code
+	addr   bool   // stubFault: r11 holds the address of the access, size its size
+	size   uint32
 }
 
 type compiler struct {
@@ -109,11 +112,13 @@ type compiler struct {
 	stubs    []stub
 	offsets  []uint32
 
-	funcOf    []int   // function of each instruction
-	saved     [][]reg // callee-saved registers each subprogram writes
-	loops     bool
-	valueRefs []ValueRef
-	helpers   bool
+	funcOf []int   // function of each instruction
+	saved  [][]reg // callee-saved registers each subprogram writes
+	// checkSizes has bit i set when the function has a checked access of 1<<i bytes.
+	checkSizes []uint8
+	loops      bool
+	valueRefs  []ValueRef
+	helpers    bool
 
 	checkRegions label // -1 until needed
 	faultExit    label // -1 until needed
@@ -181,6 +186,7 @@ func (c *compiler) prepare() error {
 		return fmt.Errorf("instructions from %d belong to no function", last)
 	}
 	c.saved = make([][]reg, len(funcs))
+	c.checkSizes = make([]uint8, len(funcs))
 	written := make([][isa.NumRegs]bool, len(funcs))
 	for pc := 0; pc < n; pc++ {
 		ins := c.insns[pc]
@@ -189,20 +195,15 @@ func (c *compiler) prepare() error {
 		}
 		w := &written[c.funcOf[pc]]
 		cl := isa.Class(ins.Op)
-		switch cl {
-		case isa.ClassALU, isa.ClassALU64, isa.ClassLD, isa.ClassLDX:
-			w[ins.Dst()] = true
-		case isa.ClassSTX:
-			if isa.Mode(ins.Op) == isa.ModeATOMIC {
-				w[ins.Src()] = true
-				w[isa.R0] = true
-				w[ins.Dst()] = true // load-acquire
+		if p.Checks[pc] == program.CheckBounds && (cl == isa.ClassLDX || cl == isa.ClassST || cl == isa.ClassSTX) {
+			c.checkSizes[c.funcOf[pc]] |= 1 << bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
+		}
+		for _, r := range written1(ins) {
+			if r == isa.RFP {
+				return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
 			}
+			w[r] = true
 		}
-		if w[isa.RFP] && (cl == isa.ClassALU || cl == isa.ClassALU64 || cl == isa.ClassLD || cl == isa.ClassLDX) {
-			return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
-		}
-		w[isa.RFP] = false
 		switch {
 		case ins.Op == isa.OpLdDW:
 			if ins.Src() == isa.PseudoMapValue {
@@ -254,6 +255,27 @@ func (c *compiler) prepare() error {
 	c.nfixed = n + len(funcs)
 	c.p = &program.Program{Type: p.Type, Insns: p.Insns, Checks: p.Checks, Funcs: funcs, Maps: p.Maps,
 		CtxSize: p.CtxSize, Loops: p.Loops}
+	return nil
+}
+
+// written1 returns the registers an instruction writes (calls aside).
+func written1(ins isa.Instruction) []uint8 {
+	switch isa.Class(ins.Op) {
+	case isa.ClassALU, isa.ClassALU64, isa.ClassLD, isa.ClassLDX:
+		return []uint8{ins.Dst()}
+	case isa.ClassSTX:
+		if isa.Mode(ins.Op) != isa.ModeATOMIC {
+			return nil
+		}
+		switch {
+		case ins.Imm == isa.AtomicLoadAcq:
+			return []uint8{ins.Dst()}
+		case ins.Imm == isa.AtomicCmpXchg:
+			return []uint8{isa.R0}
+		case ins.Imm&isa.AtomicFetch != 0:
+			return []uint8{ins.Src()}
+		}
+	}
 	return nil
 }
 
@@ -446,22 +468,55 @@ func (c *compiler) epilogue() {
 
 // subPrologue emits the prologue of subprogram k: move the frame pointer to the new frame, save
 // the callee-saved registers the function writes.
+//
+// A subprogram with checked accesses keeps, for each access size, the live stack's span (from
+// the bottom of its frame to the top of frame 0) minus the size in a slot of its native frame.
 func (c *compiler) subPrologue(k int) {
 	a := &c.a
 	a.aluRI(true, aluSub, rbp, 512)
 	for _, r := range c.saved[k] {
 		a.push(r)
 	}
-	if len(c.saved[k])%2 == 0 { // the call pushed 8 bytes: keep rsp 16-byte aligned
-		a.aluRI(true, aluSub, rsp, 8)
+	if n := c.frameSize(k); n > 0 {
+		a.aluRI(true, aluSub, rsp, int32(n))
 	}
+	if c.checkSizes[k] == 0 {
+		return
+	}
+	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offStack))
+	a.aluRI(true, aluAdd, rTmp, StackSize+512)
+	a.aluRR(true, aluSub, rTmp, rbp) // the span: stack top - (rbp - 512)
+	for i, size := range []int{1, 2, 4, 8} {
+		if c.checkSizes[k]&(1<<i) != 0 {
+			a.lea(rAux, at(rTmp, int32(-size)))
+			a.opRM(true, []byte{0x89}, rAux, at(rsp, spanSlot(size)))
+		}
+	}
+}
+
+// spanSlot returns the offset from rsp of a subprogram's span slot for an access size.
+func spanSlot(size int) int32 {
+	return map[int]int32{1: 0, 2: 8, 4: 16, 8: 24}[size]
+}
+
+// frameSize returns the bytes subprogram k reserves on the native stack below its saved
+// registers: its span slots, and padding that keeps rsp 16-byte aligned for helper calls.
+func (c *compiler) frameSize(k int) int {
+	n := 0
+	if c.checkSizes[k] != 0 {
+		n = 32
+	}
+	if len(c.saved[k])%2 == 0 { // the call pushed 8 bytes
+		n += 8
+	}
+	return n
 }
 
 // subEpilogue emits the return from subprogram k.
 func (c *compiler) subEpilogue(k int) {
 	a := &c.a
-	if len(c.saved[k])%2 == 0 {
-		a.aluRI(true, aluAdd, rsp, 8)
+	if n := c.frameSize(k); n > 0 {
+		a.aluRI(true, aluAdd, rsp, int32(n))
 	}
 	for i := len(c.saved[k]) - 1; i >= 0; i-- {
 		a.pop(c.saved[k][i])
@@ -472,12 +527,16 @@ func (c *compiler) subEpilogue(k int) {
 
 // faultStub returns the label of a cold stub that stops the program with code at pc.
 func (c *compiler) faultStub(code uint32, pc int) label {
-	l := c.newLabel()
-	c.stubs = append(c.stubs, stub{kind: stubFault, at: l, info: uint32(pc), code: code})
+	return c.addStub(stub{kind: stubFault, info: uint32(pc), code: code})
+}
+
+func (c *compiler) addStub(s stub) label {
+	s.at = c.newLabel()
+	c.stubs = append(c.stubs, s)
 	if c.faultExit < 0 {
 		c.faultExit = c.newLabel()
 	}
-	return l
+	return s.at
 }
 
 // emitStubs emits the cold stubs and the shared routines after the functions.
@@ -491,6 +550,10 @@ func (c *compiler) emitStubs() {
 			c.call(c.checkRegions)
 			c.jmp(s.resume, true)
 		case stubFault:
+			if s.addr {
+				a.opRM(true, []byte{0x89}, rAux, at(rBlk, offFaultAddr))
+				a.storeImm(8, at(rBlk, offFaultInfo), int32(s.size))
+			}
 			a.storeImm(4, at(rBlk, offFaultPC), int32(s.info))
 			a.storeImm(4, at(rBlk, offFault), int32(s.code))
 			c.jmp(c.faultExit, true)

@@ -424,9 +424,14 @@ func (c *compiler) ld(pc int, ins isa.Instruction) error {
 }
 
 // access returns the memory operand of a load, store or atomic at pc, after the run-time bounds
-// check when the verifier asked for one.
-func (c *compiler) access(pc int, base reg, off int16, size int, write bool) mem {
+// check when the verifier asked for one. The check is the interpreter's: the access must lie in
+// the live stack (from the bottom of the current frame to the top of frame 0) or in one of the
+// block's regions. inAux says r11 already holds the address.
+func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bool) mem {
 	if c.p.Checks[pc] != program.CheckBounds {
+		if inAux {
+			return at(rAux, 0)
+		}
 		return at(base, int32(off))
 	}
 	a := &c.a
@@ -436,10 +441,17 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write bool) mem
 			c.faultExit = c.newLabel()
 		}
 	}
-	a.lea(rAux, at(base, int32(off)))
-	a.movRR(true, rTmp, rAux)
-	a.aluRM(true, aluSub, rTmp, at(rBlk, offStack))
-	a.aluRI(true, aluCmp, rTmp, int32(StackSize-size))
+	if !inAux {
+		a.lea(rAux, at(base, int32(off)))
+	}
+	// x = addr - (rbp - 512), the offset from the bottom of the current frame.
+	a.lea(rTmp, at(rAux, 512))
+	a.aluRR(true, aluSub, rTmp, rbp)
+	if k := c.funcOf[pc]; k == 0 {
+		a.aluRI(true, aluCmp, rTmp, int32(512-size)) // frame 0 is the whole live stack
+	} else {
+		a.aluRM(true, aluCmp, rTmp, at(rsp, spanSlot(size)))
+	}
 	info := uint32(pc)<<8 | uint32(size)
 	if write {
 		info |= 0x80
@@ -457,12 +469,12 @@ func (c *compiler) ldx(pc int, ins isa.Instruction) error {
 	dst := regMap[ins.Dst()]
 	switch isa.Mode(ins.Op) {
 	case isa.ModeMEM:
-		c.a.load(size, dst, c.access(pc, regMap[ins.Src()], ins.Off, size, false))
+		c.a.load(size, dst, c.access(pc, regMap[ins.Src()], ins.Off, size, false, false))
 	case isa.ModeMEMSX:
 		if size == 8 {
 			return fmt.Errorf("sign-extending load of 8 bytes")
 		}
-		c.a.loadSX(size, dst, c.access(pc, regMap[ins.Src()], ins.Off, size, false))
+		c.a.loadSX(size, dst, c.access(pc, regMap[ins.Src()], ins.Off, size, false, false))
 	default:
 		return fmt.Errorf("unsupported load mode")
 	}
@@ -475,7 +487,7 @@ func (c *compiler) st(pc int, ins isa.Instruction) error {
 		return fmt.Errorf("unsupported store mode")
 	}
 	size := isa.Bytes(isa.SizeOf(ins.Op))
-	c.a.storeImm(size, c.access(pc, regMap[ins.Dst()], ins.Off, size, true), ins.Imm)
+	c.a.storeImm(size, c.access(pc, regMap[ins.Dst()], ins.Off, size, true, false), ins.Imm)
 	return nil
 }
 
@@ -485,7 +497,7 @@ func (c *compiler) stx(pc int, ins isa.Instruction) error {
 	dst, src := regMap[ins.Dst()], regMap[ins.Src()]
 	switch isa.Mode(ins.Op) {
 	case isa.ModeMEM:
-		c.a.store(size, c.access(pc, dst, ins.Off, size, true), src)
+		c.a.store(size, c.access(pc, dst, ins.Off, size, true, false), src)
 		return nil
 	case isa.ModeATOMIC:
 		return c.atomic(pc, ins, size, dst, src)
@@ -496,19 +508,31 @@ func (c *compiler) stx(pc int, ins isa.Instruction) error {
 // atomic emits an atomic read-modify-write, load-acquire or store-release.
 func (c *compiler) atomic(pc int, ins isa.Instruction, size int, dst, src reg) error {
 	a := &c.a
+	// Like the interpreter, stop misaligned atomics (a locked access split across cache lines
+	// may raise #AC on kernels that detect split locks).
+	aligned := func(base reg) {
+		a.lea(rAux, at(base, int32(ins.Off)))
+		if size > 1 {
+			a.testRI(false, rAux, int32(size-1))
+			c.jcc(condNE, c.addStub(stub{kind: stubFault, info: uint32(pc), code: FaultAlign, addr: true, size: uint32(size)}), true)
+		}
+	}
 	switch ins.Imm {
-	case isa.AtomicLoadAcq: // x86 loads already have acquire semantics
-		a.load(size, src, c.access(pc, dst, ins.Off, size, false))
+	case isa.AtomicLoadAcq: // dst = *(src + off); x86 loads have acquire semantics
+		aligned(src)
+		a.load(size, dst, c.access(pc, src, ins.Off, size, false, true))
 		return nil
-	case isa.AtomicStoreRel: // and stores release semantics
-		a.store(size, c.access(pc, dst, ins.Off, size, true), src)
+	case isa.AtomicStoreRel: // *(dst + off) = src; x86 stores have release semantics
+		aligned(dst)
+		a.store(size, c.access(pc, dst, ins.Off, size, true, true), src)
 		return nil
 	}
 	if size != 4 && size != 8 {
 		return fmt.Errorf("atomic operation on %d bytes", size)
 	}
 	w := size == 8
-	m := c.access(pc, dst, ins.Off, size, true)
+	aligned(dst)
+	m := c.access(pc, dst, ins.Off, size, true, true)
 	switch ins.Imm {
 	case isa.AtomicAdd:
 		a.lockAluMR(w, aluAdd, m, src)
@@ -530,9 +554,6 @@ func (c *compiler) atomic(pc int, ins isa.Instruction, size int, dst, src reg) e
 	case isa.AtomicOr | isa.AtomicFetch, isa.AtomicAnd | isa.AtomicFetch, isa.AtomicXor | isa.AtomicFetch:
 		op := map[int32]int{isa.AtomicOr: aluOr, isa.AtomicAnd: aluAnd, isa.AtomicXor: aluXor}[ins.Imm&^isa.AtomicFetch]
 		// A compare-and-exchange loop on rax; r0 and the operand wait in the block's spill slots.
-		if m.base != rAux {
-			a.lea(rAux, m)
-		}
 		a.opRM(true, []byte{0x89}, rax, at(rBlk, offSpill))
 		a.opRM(true, []byte{0x89}, src, at(rBlk, offSpill+8))
 		a.load(size, rax, at(rAux, 0))

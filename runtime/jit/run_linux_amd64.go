@@ -189,22 +189,18 @@ func (f *Func) Run(env *helper.Env, args [5]uint64) (uint64, error) {
 		return 0, err
 	}
 	b := r.blk
-	if err := f.setup(b, env, th, args); err != nil {
-		runners.Put(r)
-		return 0, err
-	}
 	var r0 uint64
 	if f.code.CallsHelpers {
 		// Helpers reach memory through env.Mem; stack pointers are among what programs pass
-		// them. The block's regions are already copied: compiled code checks the stack apart.
+		// them. As in the interpreter, the whole stack is then one of the run's regions.
 		mem := env.Mem
 		if err = env.Mem.Add(b.Stack, StackSize, true); err != nil {
 			err = &program.Fault{PC: 0, Reason: err.Error()}
-		} else {
+		} else if err = f.setup(b, env, th, args); err == nil {
 			r0, err = f.run(b, env)
 		}
 		env.Mem = mem
-	} else {
+	} else if err = f.setup(b, env, th, args); err == nil {
 		r0, err = f.run(b, env)
 	}
 	runtime.KeepAlive(env)
@@ -308,6 +304,8 @@ func (f *Func) fault(b *runBlock, env *helper.Env) error {
 		return &program.Fault{PC: pc, Reason: fmt.Sprintf("call depth exceeds %d frames", StackSize/512)}
 	case FaultCallx:
 		return &program.Fault{PC: pc, Reason: "call to an unknown helper"}
+	case FaultAlign:
+		return &program.Fault{PC: pc, Reason: fmt.Sprintf("misaligned atomic access of %d bytes at %#x", b.FaultInfo, b.FaultAddr)}
 	}
 	return &program.Fault{PC: pc, Reason: fmt.Sprintf("fault code %d", b.Fault)}
 }
