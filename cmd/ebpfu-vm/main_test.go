@@ -229,8 +229,10 @@ func TestUnsafePrograms(t *testing.T) {
 		{"bad byte-swap width", cat(slot(isa.ClassALU|isa.ALUEnd, 0, 0, 8), exit), nil},
 	}
 	for _, c := range cases {
-		r := invoke(t, c.prog, c.mem)
-		wantStopped(t, c.name, r)
+		for _, opts := range [][]string{nil, {"--jit"}} {
+			r := invoke(t, c.prog, c.mem, opts...)
+			wantStopped(t, strings.TrimSpace(c.name+" "+strings.Join(opts, " ")), r)
+		}
 	}
 }
 
