@@ -31,12 +31,12 @@ func (s *Server) View(id FileID) (FileView, bool) {
 	return FileView{Link: "anon_inode:" + anonName[obj.kind()], Flags: flags, FDInfo: obj.fdinfo()}, true
 }
 
-// FDInfo renders a whole /proc/PID/fdinfo/N file for v: pos, flags (with O_CLOEXEC when
+// FDInfoText renders a whole /proc/PID/fdinfo/N file for v: pos, flags (with O_CLOEXEC when
 // cloexec), mnt_id and ino as given, then the kind's own lines.
 func (v FileView) FDInfoText(cloexec bool, mntID int, ino uint64) string {
 	flags := v.Flags
 	if cloexec {
 		flags |= syscall.O_CLOEXEC
 	}
-	return fmt.Sprintf("pos:\t0\nflags:\t%07o\nmnt_id:\t%d\nino:\t%d\n%s", flags, mntID, ino, v.FDInfo)
+	return fmt.Sprintf("pos:\t0\nflags:\t0%o\nmnt_id:\t%d\nino:\t%d\n%s", flags, mntID, ino, v.FDInfo)
 }

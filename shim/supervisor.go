@@ -27,6 +27,8 @@ type Config struct {
 	Server *server.Server
 	// Log receives one-line reports (os.Stderr if nil).
 	Log io.Writer
+	// Stdin, Stdout and Stderr are the tool's (the shim's own if nil).
+	Stdin, Stdout, Stderr *os.File
 }
 
 // Supervisor serves the notified syscalls of one tool and everything it starts.
@@ -111,7 +113,7 @@ func Start(cfg Config) (*Supervisor, *exec.Cmd, error) {
 	defer ours.Close()
 	cmd := exec.Command(cfg.Self, append([]string{InitArg, path}, cfg.Argv...)...)
 	cmd.Args[0] = "ebpfu-shim"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = orFile(cfg.Stdin, os.Stdin), orFile(cfg.Stdout, os.Stdout), orFile(cfg.Stderr, os.Stderr)
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 = initSockFD
 	if err := cmd.Start(); err != nil {
 		theirs.Close()
@@ -211,3 +213,10 @@ func interactiveInterrupt() bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func orFile(f, def *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return def
+}

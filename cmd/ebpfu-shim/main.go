@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ebpfu/ebpfu/server"
 	"github.com/ebpfu/ebpfu/shim"
@@ -87,6 +88,8 @@ func exitStatus(st *os.ProcessState) int {
 		sig := ws.Signal()
 		signal.Reset(sig)
 		syscall.Kill(os.Getpid(), sig)
+		// The signal reaches some thread of the process soon; wait for it rather than exit.
+		time.Sleep(time.Second)
 		return 128 + int(sig)
 	}
 	return st.ExitCode()
