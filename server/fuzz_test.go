@@ -26,7 +26,11 @@ func FuzzBPF(f *testing.F) {
 		f.Add(cmd, uint32(len(attr)), attr, data)
 	}
 	const dataAddr = 0x10000 // where fakeProc.alloc places the first region
-	ptrTo := func(off uint64) []byte { b := make([]byte, 8); binary.LittleEndian.PutUint64(b, dataAddr+off); return b }
+	ptrTo := func(off uint64) []byte {
+		b := make([]byte, 8)
+		binary.LittleEndian.PutUint64(b, dataAddr+off)
+		return b
+	}
 	a := make([]byte, 40)
 	copy(a[0:], ptrTo(0))
 	binary.LittleEndian.PutUint32(a[16:], 45)

@@ -286,7 +286,7 @@ func TestFilterProgram(t *testing.T) {
 	}{
 		{unix.SYS_BPF, unix.AUDIT_ARCH_X86_64, [6]uint64{}, unix.SECCOMP_RET_USER_NOTIF},
 		{unix.SYS_GETPPID, unix.AUDIT_ARCH_X86_64, [6]uint64{}, unix.SECCOMP_RET_ALLOW},
-		{unix.SYS_BPF, 0x40000003, [6]uint64{}, unix.SECCOMP_RET_ALLOW},                      // i386
+		{unix.SYS_BPF, 0x40000003, [6]uint64{}, unix.SECCOMP_RET_ALLOW},                             // i386
 		{unix.SYS_BPF | x32SyscallBit, unix.AUDIT_ARCH_X86_64, [6]uint64{}, unix.SECCOMP_RET_ALLOW}, // x32
 		{unix.SYS_IOCTL, unix.AUDIT_ARCH_X86_64, [6]uint64{3, 0x2400}, unix.SECCOMP_RET_USER_NOTIF},
 		{unix.SYS_IOCTL, unix.AUDIT_ARCH_X86_64, [6]uint64{3, 0x40042408}, unix.SECCOMP_RET_USER_NOTIF},
