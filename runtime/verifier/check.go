@@ -17,6 +17,10 @@ const (
 	// maxStatesPerInsn bounds the states kept at one prune point; past it, a new state is joined
 	// with a kept one, which bounds path explosion in loop-free code.
 	maxStatesPerInsn = 12
+	// maxKeptPerInsn bounds the kept states a new state is compared with (the newest).
+	maxKeptPerInsn = 64
+	// maxStoredPerInsn bounds the states kept at one prune point.
+	maxStoredPerInsn = 1024
 	// defaultMaxInsns is the kernel's BPF_COMPLEXITY_LIMIT_INSNS.
 	defaultMaxInsns = 1_000_000
 )

@@ -7,6 +7,9 @@ import "syscall"
 // state is kept for later paths.
 func (v *verifier) visit(st *state, pc int) (bool, error) {
 	kept := v.states[pc]
+	if len(kept) > maxKeptPerInsn {
+		kept = kept[len(kept)-maxKeptPerInsn:]
+	}
 	var ancestor, complete *stored
 	iterations := 0
 	for _, s := range kept {
@@ -34,10 +37,13 @@ func (v *verifier) visit(st *state, pc int) (bool, error) {
 	case complete != nil && len(kept)-iterations >= maxStatesPerInsn:
 		widened = merge(complete.st, st, false)
 	}
+	if len(v.states[pc]) >= maxStoredPerInsn {
+		return false, nil
+	}
 	s := &stored{st: st.clone(), pc: pc, parent: st.parent, branches: 1, widened: widened}
 	s.st.parent = nil
 	st.parent = s
-	v.states[pc] = append(kept, s)
+	v.states[pc] = append(v.states[pc], s)
 	v.totalStates++
 	v.peakStates = max(v.peakStates, v.totalStates)
 	v.maxPerInsn = max(v.maxPerInsn, len(v.states[pc]))
@@ -138,11 +144,18 @@ func regSafe(old, cur *reg, ids idMap) bool {
 	if old.kind == scalarValue {
 		return old.s.contains(&cur.s) && ids.match(old.id, cur.id)
 	}
-	if old.off != cur.off || old.mapIdx != cur.mapIdx || old.frame != cur.frame || old.ringbuf != cur.ringbuf ||
+	if old.mapIdx != cur.mapIdx || old.frame != cur.frame || old.ringbuf != cur.ringbuf ||
 		old.memSize != cur.memSize || old.sub != cur.sub {
 		return false
 	}
-	return old.s.contains(&cur.s) && ids.match(old.id, cur.id) && ids.match(old.refID, cur.refID)
+	if old.off == cur.off {
+		if !old.s.contains(&cur.s) {
+			return false
+		}
+	} else if o, c := old.total(), cur.total(); !o.contains(&c) {
+		return false
+	}
+	return ids.match(old.id, cur.id) && ids.match(old.refID, cur.refID)
 }
 
 // slotSafe reports whether stack slot cur (nil: never written) is covered by old.

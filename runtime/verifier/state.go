@@ -59,6 +59,12 @@ func (r *reg) maybeNull() bool {
 	return r.kind == ptrToMapValueOrNull || r.kind == ptrToMemOrNull
 }
 
+// total returns a pointer's whole offset, fixed and variable parts together.
+func (r *reg) total() scalar {
+	k := constScalar(uint64(r.off))
+	return scalarALU(0x00, false, 0, &r.s, &k)
+}
+
 // typeName is the kernel's name of a register type in verifier messages.
 func (r *reg) typeName() string {
 	switch r.kind {

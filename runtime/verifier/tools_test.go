@@ -120,13 +120,13 @@ func tail(s string, n int) string {
 }
 
 // allHelpers offers every helper the runtime has a prototype for.
-func allHelpers(t testing.TB) *helper.Table {
+func allHelpers(t testing.TB) *helper.Table { return allHelpersNoT() }
+
+func allHelpersNoT() *helper.Table {
 	tab := helper.NewTable()
 	for id := helper.ID(0); id < helper.MaxID; id++ {
 		if _, ok := helper.Lookup(id); ok {
-			if err := tab.Register(id, nil); err != nil {
-				t.Fatal(err)
-			}
+			tab.Register(id, nil)
 		}
 	}
 	return tab
