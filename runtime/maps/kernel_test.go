@@ -26,9 +26,9 @@ const (
 
 type createAttr struct {
 	mapType, keySize, valueSize, maxEntries, mapFlags, innerMapFD, numaNode uint32
-	name                                                                     [16]byte
-	ifindex, btfFD, btfKeyTypeID, btfValueTypeID, btfVmlinuxValueTypeID      uint32
-	mapExtra                                                                 uint64
+	name                                                                    [16]byte
+	ifindex, btfFD, btfKeyTypeID, btfValueTypeID, btfVmlinuxValueTypeID     uint32
+	mapExtra                                                                uint64
 }
 
 type elemAttr struct {
