@@ -362,6 +362,11 @@ func (v *verifier) checkHelperMem(st *state, pc int, regno uint8, r *reg, size i
 	if r.kind == ptrToStack {
 		f := st.frames[r.frame]
 		v.noteDepth(f.sub, -sp.lo)
+		if v.raw && !write {
+			if err := checkStackInit(f, access{regno: regno, size: int(size)}, r, sp.lo, sp.hi); err != nil {
+				return err
+			}
+		}
 		if write {
 			stackWrite(f, sp.lo, sp.hi, false, int(size), nil)
 		}

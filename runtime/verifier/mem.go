@@ -210,10 +210,30 @@ func (v *verifier) checkStack(st *state, a access, r *reg, stored *reg) (reg, er
 		stackWrite(f, lo, hi, sp.konst, a.size, stored)
 		return reg{}, nil
 	}
+	if v.raw {
+		if err := checkStackInit(f, a, r, lo, hi); err != nil {
+			return reg{}, err
+		}
+	}
 	if !sp.konst {
 		return unknownSized(a.size), nil
 	}
 	return stackRead(f, lo, a.size)
+}
+
+// checkStackInit refuses reads of stack bytes never written. Kernel program types run with the
+// privileges the tools believe they have, which allow such reads; program.Raw does not (the
+// kernel's rule for unprivileged programs).
+func checkStackInit(f *frameState, a access, r *reg, lo, hi int64) error {
+	for o := lo; o < hi; o++ {
+		if t, _ := f.byteType(o); t == stInvalid {
+			if r.s.isConst() {
+				return refuse(syscall.EACCES, "invalid read from stack off %d+%d size %d", r.off+a.off+int64(r.s.value()), o-lo, a.size)
+			}
+			return refuse(syscall.EACCES, "invalid variable-offset read from stack R%d var_off=%s off=%d size=%d", a.regno, tnumString(r.s.t), r.off+a.off, a.size)
+		}
+	}
+	return nil
 }
 
 // noteDepth records that subprogram sub uses depth bytes of its stack.
