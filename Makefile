@@ -19,7 +19,12 @@ deps:
 
 test: deps build
 	$(GO) vet -unsafeptr=false ./...
+	@scripts/kernel-objects.sh > $(BIN)/kernel-objects.before
 	$(GO) test -count=1 -timeout 18m ./...
+	@scripts/kernel-objects.sh > $(BIN)/kernel-objects.after
+	@diff $(BIN)/kernel-objects.before $(BIN)/kernel-objects.after >/dev/null || \
+		{ echo "the test suite changed the kernel's BPF program or map list:"; \
+		  diff $(BIN)/kernel-objects.before $(BIN)/kernel-objects.after; exit 1; }
 
 bench: deps build
 	scripts/bench.sh
