@@ -278,8 +278,9 @@ func (m *Map) hashUpdate(key, value []byte, flags uint64, cpu uint32, allCPUs bo
 		if pre = m.lruAlloc(); pre == 0 {
 			return eNOMEM
 		}
-		m.mem.store32(m.ctl+ctlTickOff, m.tick()+1)
 		m.fill(pre, hash, key, value, cpu, allCPUs)
+		// The insert is older than any use after it: later lookups stamp the new tick.
+		m.mem.add32(m.ctl+ctlTickOff, 1)
 	}
 	dead, err := m.lockBucket(b)
 	if err != nil {
