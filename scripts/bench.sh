@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# make bench: times the programs of scripts/bench/*.c on ebpfu's executors against the same C
+# compiled natively, in the same run, and prints one table with the ratios and their geometric
+# mean. Each program is `u64 NAME(u8 *buf, u64 len)`, compiled twice from one source:
+# clang -O2 -target bpf -mcpu=v3 (its .text is the eBPF program) and clang -O2 for this machine.
+#
+#   scripts/bench.sh [--jit] [--time SECONDS]
+#
+# --jit adds the JIT's columns; --time is the time spent on each program per executor (default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+execs=interp
+secs=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--jit) execs=interp,jit ;;
+	--time) secs=$2; shift ;;
+	*) echo "usage: $0 [--jit] [--time SECONDS]" >&2; exit 2 ;;
+	esac
+	shift
+done
+export PATH=/usr/local/go/bin:$PATH
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+objcopy=llvm-objcopy
+command -v "$objcopy" >/dev/null || objcopy=llvm-objcopy-14
+
+names=()
+for src in scripts/bench/*.c; do
+	name=$(basename "$src" .c)
+	[ "$name" = driver ] && continue
+	names+=("$name")
+	clang -O2 -target bpf -mcpu=v3 -c "$src" -o "$tmp/$name.o"
+	"$objcopy" -O binary --only-section=.text "$tmp/$name.o" "$tmp/$name.bin"
+	clang -O2 -c "$src" -o "$tmp/$name.native.o"
+done
+
+# The native driver, with the table of programs.
+{
+	printf '#define PROGS'
+	for n in "${names[@]}"; do printf ' PROG(%s)' "$n"; done
+	printf '\n'
+} > "$tmp/progs.h"
+clang -O2 -I"$tmp" -Iscripts/bench -o "$tmp/driver" scripts/bench/driver.c "$tmp"/*.native.o
+
+# The same 4 KiB of pseudo-random input for both sides.
+"$tmp/driver" --input "$tmp/input"
+
+[ -x bin/ebpfu-bench ] || CGO_ENABLED=0 go build -o bin/ ./cmd/ebpfu-bench
+echo "eBPF executors vs native C (clang -O2), ns per run, best of 5; $(nproc) cores, $(uname -r)"
+"$tmp/driver" "$tmp/input" "$secs" > "$tmp/native.txt"
+bin/ebpfu-bench -input "$tmp/input" -native "$tmp/native.txt" -exec "$execs" -time "${secs}s" \
+	$(for n in "${names[@]}"; do echo "$tmp/$n.bin"; done)
