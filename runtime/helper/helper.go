@@ -37,6 +37,9 @@ const (
 	ArgPtrToStackOrNull                    // callback context or NULL
 	ArgPtrToUninitMemOrNull                // like ArgPtrToUninitMem, or NULL with a zero size
 	ArgPtrToMemOrNull                      // like ArgPtrToMem, or NULL with a zero size
+	// ArgOpaque is an argument of a kind the runtime does not model (sockets, BTF objects,
+	// dynptrs, ...): no register satisfies it, and Proto.Expected says what the kernel wants.
+	ArgOpaque
 )
 
 // RetKind is what a helper returns (the kernel's enum bpf_return_type, reduced).
@@ -49,6 +52,7 @@ const (
 	RetMapValueOrNull                 // pointer to a map value, or NULL
 	RetAllocMemOrNull                 // pointer to memory of the size given by the const argument, or NULL
 	RetPtrToMemOrBTFID                // pointer to memory described by BTF
+	RetPtrToBTF                       // a trusted pointer to a kernel object (a task_struct)
 )
 
 // Proto is a helper's prototype.
@@ -59,6 +63,16 @@ type Proto struct {
 	Args [5]ArgKind
 	// GPLOnly helpers need a GPL-compatible license.
 	GPLOnly bool
+	// Sleepable helpers may only be called from sleepable programs.
+	Sleepable bool
+	// Expected holds, for ArgOpaque arguments, the kernel's list of the register types it wants
+	// ("sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_").
+	Expected [5]string
+	// Denied is the kernel's refusal of any call of the helper from this program type, if any.
+	Denied string
+	// Approximate marks a prototype known only as far as the kernel's answers to feature probes
+	// show (the first arguments): programs may probe such a helper but cannot run it.
+	Approximate bool
 }
 
 // Func is the Go implementation of a helper, as the interpreter (and the JIT when it runs inside

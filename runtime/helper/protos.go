@@ -98,10 +98,80 @@ func init() {
 	def(GetAttachCookie, RetInteger, false, ArgPtrToCtx)
 }
 
-// Lookup returns the prototype of helper id, when the runtime knows it.
+// kernelSig is what the reference kernel's prototype of a helper says of its first arguments,
+// as its answers to probes show: the types it wants for r1 when the context does not do, whether
+// it reads r2, whether it may sleep, whether it returns a kernel object.
+type kernelSig struct {
+	expected  string
+	arg2      bool
+	sleepable bool
+	retBTF    bool
+	denied    string
+}
+
+//go:generate go run gen_kernel.go ../../../shared/surface/traces/p_g8_feature_probe.snoop.gz
+
+// Lookup returns the prototype of helper id: the runtime's own, or else an approximate one made
+// from what the reference kernel's answers to feature probes show.
 func Lookup(id ID) (*Proto, bool) {
-	p, ok := protos[id]
-	return p, ok
+	if p, ok := protos[id]; ok {
+		return p, ok
+	}
+	s, ok := kernelSigs[id]
+	if !ok {
+		return nil, false
+	}
+	return approximate(id, s), true
+}
+
+// lookupForType is Lookup for a program of kernel type progType, whose kernel prototype of a
+// helper may differ from other types'.
+func lookupForType(progType uint32, id ID) (*Proto, bool) {
+	if p, ok := protos[id]; ok {
+		return p, ok
+	}
+	if s, ok := kernelTypeSigs[[2]int32{int32(progType), int32(id)}]; ok {
+		return approximate(id, s), true
+	}
+	return Lookup(id)
+}
+
+// approximate makes a prototype from what the kernel's answers show of a helper.
+func approximate(id ID, s kernelSig) *Proto {
+	p := &Proto{ID: id, Name: Name(id), Ret: RetInteger, Sleepable: s.sleepable, Denied: s.denied, Approximate: true}
+	switch {
+	case s.expected != "":
+		p.Args[0], p.Expected[0] = ArgOpaque, s.expected
+	case s.arg2:
+		p.Args[0], p.Args[1] = ArgAnything, ArgAnything
+	}
+	if s.retBTF {
+		p.Ret = RetPtrToBTF
+	}
+	return p
+}
+
+// Allowed reports whether a program of kernel type progType may call helper id, as the
+// reference kernel decides.
+func Allowed(progType uint32, id ID) bool {
+	for _, x := range kernelTypes[progType] {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ForType returns a table of every helper a program of kernel type progType may call, with
+// the implementations impl offers (a nil Func where it has none).
+func ForType(progType uint32, impl map[ID]Func) *Table {
+	t := NewTable()
+	for _, id := range kernelTypes[progType] {
+		if p, ok := lookupForType(progType, id); ok {
+			t.impls[id] = Impl{Proto: p, Fn: impl[id]}
+		}
+	}
+	return t
 }
 
 // Name returns the kernel's name of helper id ("bpf_map_lookup_elem"), or "" for a number the

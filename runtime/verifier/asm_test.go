@@ -1,6 +1,10 @@
 package verifier
 
-import "github.com/ebpfu/ebpfu/runtime/isa"
+import (
+	"testing"
+
+	"github.com/ebpfu/ebpfu/runtime/isa"
+)
 
 // Instruction builders for the tests, in raw form so malformed programs can be written too.
 
@@ -60,4 +64,13 @@ func prog(parts ...any) []isa.Instruction {
 		}
 	}
 	return out
+}
+
+func mustDecode(t testing.TB, code []byte) []isa.Instruction {
+	t.Helper()
+	insns, err := isa.Decode(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insns
 }

@@ -79,6 +79,18 @@ func (v *verifier) checkExit(st *state, pc int, in isa.Instruction) (int, error)
 	if len(st.refs) > 0 {
 		return 0, refuse(syscall.EINVAL, "Unreleased reference id=%d alloc_insn=%d", st.refs[0].id, st.refs[0].insn)
 	}
+	if lo, hi, ok := returnRange(v.opts.Type); ok {
+		if r0.kind != scalarValue {
+			return 0, refuse(syscall.EINVAL, "At program exit the register R0 is not a known value (%s)", r0.typeName())
+		}
+		if r0.s.smin < lo || r0.s.smax > hi {
+			what := "unknown scalar value"
+			if r0.s.t != tnumUnknown {
+				what = "value " + tnumString(r0.s.t)
+			}
+			return 0, refuse(syscall.EINVAL, "At program exit the register R0 has %s should have been in [%d, %d]", what, lo, hi)
+		}
+	}
 	return -1, nil
 }
 
@@ -128,10 +140,23 @@ func (v *verifier) checkHelper(st *state, pc int, id helper.ID) error {
 	if p.GPLOnly && !v.opts.GPL {
 		return refuse(syscall.EINVAL, "cannot call GPL-restricted function from non-GPL compatible program")
 	}
+	if p.Denied != "" {
+		return refuse(syscall.EINVAL, "%s", p.Denied)
+	}
+	if p.Sleepable && !v.opts.Sleepable && v.opts.Type != programTypeSyscall {
+		return refuse(syscall.EINVAL, "helper call might sleep in a non-sleepable prog")
+	}
 	meta := callMeta{mapIdx: -1}
 	for i, kind := range p.Args {
 		if kind == helper.ArgNone {
 			break
+		}
+		if kind == helper.ArgOpaque {
+			r, err := v.regArg(st, uint8(i+1))
+			if err != nil {
+				return err
+			}
+			return refuse(syscall.EACCES, "R%d type=%s expected=%s", i+1, r.typeName(), p.Expected[i])
 		}
 		if err := v.checkArg(st, pc, uint8(i+1), kind, &meta); err != nil {
 			return err
@@ -155,6 +180,8 @@ func (v *verifier) checkHelper(st *state, pc int, id helper.ID) error {
 	switch p.Ret {
 	case helper.RetVoid:
 		regs[isa.R0] = reg{}
+	case helper.RetPtrToBTF:
+		regs[isa.R0] = reg{kind: ptrToBTF}
 	case helper.RetMapValueOrNull:
 		regs[isa.R0] = reg{kind: ptrToMapValueOrNull, mapIdx: meta.mapIdx, id: v.newID()}
 		if m := &v.prog.Maps[meta.mapIdx]; id == helper.MapLookupElem && meta.isConstKey &&

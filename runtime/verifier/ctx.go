@@ -76,7 +76,20 @@ func ctxRulesFor(o *Options) (ctxRules, error) {
 	return ctxRules{access: func(int, int, bool) bool { return false }}, nil
 }
 
-const rawTracepointWritable program.Type = 24
+const (
+	rawTracepointWritable program.Type = 24
+	programTypeSyscall    program.Type = 31 // always sleepable
+)
+
+// returnRange is the range the kernel's check_return_code demands of r0 at a program's exit,
+// for the program types that have one (cgroup, sock_ops, sysctl, sockopt and sk_lookup programs).
+func returnRange(t program.Type) (lo, hi int64, ok bool) {
+	switch t {
+	case 8, 9, 13, 15, 18, 23, 25, 30:
+		return 0, 1, true
+	}
+	return 0, 0, false
+}
 
 func perfEventAccess(off, size int, write bool) bool {
 	if write || off < 0 || off+size > perfEventDataSize || off%size != 0 {

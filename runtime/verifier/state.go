@@ -20,6 +20,7 @@ const (
 	ptrToMem                        // helper-returned memory of memSize bytes (ringbuf records)
 	ptrToMemOrNull                  // the same, or NULL until checked
 	ptrToFunc                       // a subprogram, from lddw src=4
+	ptrToBTF                        // a kernel object a helper returned (a task_struct)
 )
 
 // reg is the abstract value of one register.
@@ -94,6 +95,8 @@ func (r *reg) typeName() string {
 		return "mem_or_null"
 	case ptrToFunc:
 		return "func"
+	case ptrToBTF:
+		return "trusted_ptr_"
 	}
 	return "?"
 }

@@ -40,6 +40,8 @@ type Options struct {
 	Log io.Writer
 	// LogLevel is the kernel's log_level: 0 none, 1 the verification trace and errors, 2 more.
 	LogLevel uint32
+	// Sleepable marks a sleepable program (BPF_F_SLEEPABLE), which may call helpers that sleep.
+	Sleepable bool
 	// PossibleCPUs is the number of CPUs programs see; bpf_get_smp_processor_id returns less
 	// than it. 0 means unknown.
 	PossibleCPUs int
