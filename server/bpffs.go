@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/ebpfu/ebpfu/runtime/maps"
+	"golang.org/x/sys/unix"
 )
 
 // BPFFSRoot is where tools expect the bpf filesystem; the server serves a virtual one there.
@@ -17,8 +20,9 @@ const BPFFSRoot = "/sys/fs/bpf"
 const BPFFSMagic = 0xcafe4a11
 
 // bpffs is the virtual bpf filesystem: a real directory tree in the per-user state directory
-// that mirrors /sys/fs/bpf, where each pin is a small file naming the pinned object. Pins
-// therefore outlive the shim that made them, and directories made with mkdir are real ones.
+// that mirrors /sys/fs/bpf, where each pin is a file tagged with the pinned object's kind and id
+// (a map's pin is a link to its shared memory). Pins therefore outlive the shim that made them,
+// and directories made with mkdir are real ones.
 type bpffs struct {
 	root string
 }
@@ -46,33 +50,6 @@ func (fs *bpffs) mirror(p string) (string, bool) {
 // BPFFSMirror returns the real path in the state directory that stands for path, an absolute
 // clean path, when path lies in the virtual bpffs at /sys/fs/bpf.
 func (s *Server) BPFFSMirror(path string) (string, bool) { return s.bpffs.mirror(path) }
-
-// pinRecord is the content of a pin file.
-type pinRecord struct {
-	kind Kind
-	id   uint32
-}
-
-func (r pinRecord) marshal() []byte {
-	return []byte(fmt.Sprintf("%s %d\n", r.kind, r.id))
-}
-
-func parsePin(b []byte) (pinRecord, bool) {
-	name, id, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
-	if !ok {
-		return pinRecord{}, false
-	}
-	n, err := strconv.ParseUint(id, 10, 32)
-	if err != nil {
-		return pinRecord{}, false
-	}
-	for k := KindMap; k < numKinds; k++ {
-		if anonName[k] == name {
-			return pinRecord{kind: k, id: uint32(n)}, true
-		}
-	}
-	return pinRecord{}, false
-}
 
 // OBJ_PIN / OBJ_GET attr fields and flags.
 const (
@@ -149,19 +126,30 @@ func (s *Server) objPin(c *call) (Result, error) {
 	if p == BPFFSRoot {
 		return Result{}, syscall.EEXIST
 	}
-	f, err := os.OpenFile(filepath.Join(dir, filepath.Base(p)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	return Result{}, s.pin(obj, filepath.Join(dir, filepath.Base(p)))
+}
+
+// pin makes the file at path (in the bpffs mirror) stand for obj. A map's pin is a link to its
+// shared memory, which therefore lives on; other objects' pins are files tagged with their kind
+// and id.
+func (s *Server) pin(obj object, path string) error {
+	if o, ok := obj.(*mapObj); ok {
+		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(o.m.FD()), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+		return errnoOf(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return Result{}, errnoOf(err)
+		return errnoOf(err)
 	}
-	_, werr := f.Write(pinRecord{kind: obj.kind(), id: obj.id()}.marshal())
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
+	err = tagObject(f, obj.kind(), obj.id())
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return Result{}, fmt.Errorf("writing pin %s: %w", p, werr)
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("pinning %s %d: %w", obj.kind(), obj.id(), err)
 	}
-	return Result{}, nil
+	return nil
 }
 
 func (s *Server) objGet(c *call) (Result, error) {
@@ -177,27 +165,46 @@ func (s *Server) objGet(c *call) (Result, error) {
 	if !ok {
 		return Result{}, realPathErr(p, false)
 	}
-	b, err := os.ReadFile(m)
-	if err != nil {
-		if errors.Is(err, syscall.EISDIR) {
-			return Result{}, syscall.EACCES
-		}
+	var st unix.Stat_t
+	if err := unix.Stat(m, &st); err != nil {
 		return Result{}, errnoOf(err)
 	}
-	rec, ok := parsePin(b)
-	if !ok {
-		return Result{}, syscall.EACCES
+	kind, id, ok := objectTag(m)
+	if !ok || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return Result{}, syscall.EACCES // a directory, or a file that is no bpf object
 	}
-	obj, ok := s.objs.ids[rec.kind].objs[rec.id]
+	obj, ok := s.objs.ids[kind].objs[id]
 	if !ok {
-		s.logf("bpf(BPF_OBJ_GET) %s: %s %d was pinned by another shim; reopening it is not supported yet", p, rec.kind, rec.id)
-		return Result{}, syscall.ENOENT
+		if obj, err = s.reopen(kind, id, m, p); err != nil {
+			return Result{}, err
+		}
 	}
 	f, err := s.objs.newFile(obj)
 	if err != nil {
 		return Result{}, err
 	}
 	return Result{File: f}, nil
+}
+
+// reopen brings back an object that another shim (maybe one that has ended) pinned at path
+// (whose mirror is m): maps are their shared memory, which the pin keeps alive.
+func (s *Server) reopen(kind Kind, id uint32, m, path string) (object, error) {
+	if kind != KindMap {
+		s.logf("bpf(BPF_OBJ_GET) %s: reopening a pinned %s from another shim is not supported yet", path, kind)
+		return nil, syscall.ENOENT
+	}
+	f, err := os.OpenFile(m, os.O_RDWR, 0)
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	defer f.Close()
+	mm, err := maps.Open(int(f.Fd()), nil)
+	if err != nil {
+		return nil, fmt.Errorf("reopening pinned map %s: %w", path, err)
+	}
+	o := &mapObj{objID: id, m: mm}
+	s.objs.ids[KindMap].reserve(o)
+	return o, nil
 }
 
 // realPathErr is the kernel's answer to OBJ_PIN (pin) or OBJ_GET on a path outside any bpffs:
@@ -219,8 +226,11 @@ func realPathErr(p string, pin bool) error {
 	return syscall.EACCES
 }
 
-// errnoOf returns the errno inside a file system error (EIO when it has none).
+// errnoOf returns the errno inside a file system error (EIO when it has none; nil for nil).
 func errnoOf(err error) error {
+	if err == nil {
+		return nil
+	}
 	var e syscall.Errno
 	if errors.As(err, &e) {
 		return e

@@ -90,7 +90,7 @@ func (s *Server) btfLoad(c *call) (Result, error) {
 	if perr != nil {
 		return Result{}, perr
 	}
-	obj, err := s.objs.ids[KindBTF].alloc(func(id uint32) object {
+	obj, err := s.objs.alloc(KindBTF, func(id uint32) object {
 		return &btfObj{objID: id, raw: func() ([]byte, error) { return data, nil }}
 	})
 	if err != nil {

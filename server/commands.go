@@ -10,11 +10,11 @@ type command struct {
 
 // commands is the bpf(2) command table, indexed by the kernel's enum bpf_cmd (Linux 6.18).
 var commands = [...]command{
-	0:  {"BPF_MAP_CREATE", 92, notSupported},
-	1:  {"BPF_MAP_LOOKUP_ELEM", 32, notSupported},
-	2:  {"BPF_MAP_UPDATE_ELEM", 32, notSupported},
-	3:  {"BPF_MAP_DELETE_ELEM", 16, notSupported},
-	4:  {"BPF_MAP_GET_NEXT_KEY", 24, notSupported},
+	0:  {"BPF_MAP_CREATE", 92, (*Server).mapCreate},
+	1:  {"BPF_MAP_LOOKUP_ELEM", 32, (*Server).mapLookup},
+	2:  {"BPF_MAP_UPDATE_ELEM", 32, (*Server).mapUpdate},
+	3:  {"BPF_MAP_DELETE_ELEM", 16, (*Server).mapDelete},
+	4:  {"BPF_MAP_GET_NEXT_KEY", 24, (*Server).mapGetNextKey},
 	5:  {"BPF_PROG_LOAD", 168, notSupported},
 	6:  {"BPF_OBJ_PIN", 20, (*Server).objPin},
 	7:  {"BPF_OBJ_GET", 20, (*Server).objGet},
@@ -31,8 +31,8 @@ var commands = [...]command{
 	18: {"BPF_BTF_LOAD", 40, (*Server).btfLoad},
 	19: {"BPF_BTF_GET_FD_BY_ID", 16, (*Server).btfGetFDByID},
 	20: {"BPF_TASK_FD_QUERY", 48, notSupported},
-	21: {"BPF_MAP_LOOKUP_AND_DELETE_ELEM", 32, notSupported},
-	22: {"BPF_MAP_FREEZE", 4, notSupported},
+	21: {"BPF_MAP_LOOKUP_AND_DELETE_ELEM", 32, (*Server).mapLookupAndDelete},
+	22: {"BPF_MAP_FREEZE", 4, (*Server).mapFreeze},
 	23: {"BPF_BTF_GET_NEXT_ID", 8, nextID(KindBTF)},
 	24: {"BPF_MAP_LOOKUP_BATCH", 56, notSupported},
 	25: {"BPF_MAP_LOOKUP_AND_DELETE_BATCH", 56, notSupported},

@@ -23,6 +23,8 @@ func (s *Server) objGetInfoByFD(c *call) (Result, error) {
 	switch o := obj.(type) {
 	case *btfObj:
 		return Result{}, s.btfGetInfo(c, o, infoLen, uinfo)
+	case *mapObj:
+		return Result{}, s.mapGetInfo(c, o, infoLen, uinfo)
 	}
 	return Result{}, syscall.EINVAL
 }

@@ -47,24 +47,24 @@ type object interface {
 	fdinfo() string
 }
 
-// idSpace allocates the ids of one kind as the kernel's idr_alloc_cyclic(1, INT_MAX) does.
+// idSpace holds the objects of one kind by id. Ids come from the user's counter (userState),
+// so they are unique across the user's shims, as the kernel's are across the machine.
 type idSpace struct {
-	next uint32
 	objs map[uint32]object
 }
 
 const maxID = 1<<31 - 1
 
-func (s *idSpace) alloc(o func(id uint32) object) (object, error) {
+// alloc gives a new object an id from next and records it.
+func (s *idSpace) alloc(next func() (uint32, error), o func(id uint32) object) (object, error) {
 	if s.objs == nil {
 		s.objs = make(map[uint32]object)
 	}
-	for range maxID {
-		if s.next == 0 || s.next >= maxID {
-			s.next = 1
+	for range 1 << 16 {
+		id, err := next()
+		if err != nil {
+			return nil, err
 		}
-		id := s.next
-		s.next++
 		if _, used := s.objs[id]; !used {
 			obj := o(id)
 			s.objs[id] = obj
@@ -74,15 +74,13 @@ func (s *idSpace) alloc(o func(id uint32) object) (object, error) {
 	return nil, syscall.ENOSPC
 }
 
-// reserve records obj under its own id (an object whose id is fixed, such as the kernel's BTF).
+// reserve records obj under its own id (an object whose id is fixed: the kernel's BTF, an object
+// reopened from a pin).
 func (s *idSpace) reserve(obj object) {
 	if s.objs == nil {
 		s.objs = make(map[uint32]object)
 	}
 	s.objs[obj.id()] = obj
-	if s.next <= obj.id() {
-		s.next = obj.id() + 1
-	}
 }
 
 // nextAfter returns the smallest id above start, as idr_get_next does.
@@ -109,13 +107,23 @@ func (s *idSpace) ids() []uint32 {
 // registry holds the server's objects: by kind and id, and by the identity of every file the
 // server handed out for one.
 type registry struct {
+	state *userState
 	ids   [numKinds]idSpace
 	files map[FileID]object
 }
 
-// newFile makes a file that stands for obj in a caller (a memfd named for the kind: its inode is
-// the fd's identity) and records it.
+// alloc gives a new object of kind an id and records it; o builds the object for its id.
+func (r *registry) alloc(kind Kind, o func(id uint32) object) (object, error) {
+	return r.ids[kind].alloc(func() (uint32, error) { return r.state.nextID(kind) }, o)
+}
+
+// newFile makes a file that stands for obj in a caller and records it: for a map, a new open
+// file of its shared memory; for other objects a memfd named for the kind, whose inode is the
+// fd's identity.
 func (r *registry) newFile(obj object) (*os.File, error) {
+	if o, ok := obj.(*mapObj); ok {
+		return r.mapFile(o)
+	}
 	fd, err := unix.MemfdCreate(anonName[obj.kind()], unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("memfd for %s %d: %w", obj.kind(), obj.id(), err)

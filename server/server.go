@@ -55,7 +55,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	state, err := newUserState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{log: cfg.Log, bpffs: fs}
+	s.objs.state = state
 	s.objs.ids[KindBTF].reserve(kernelBTF(cfg.KernelBTF))
 	return s, nil
 }

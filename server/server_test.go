@@ -328,19 +328,6 @@ func TestObjPinGetPaths(t *testing.T) {
 	wantErrno(t, "OBJ_PIN of a closed fd", err, syscall.EINVAL)
 }
 
-func TestPinRecord(t *testing.T) {
-	for k := KindMap; k < numKinds; k++ {
-		rec := pinRecord{kind: k, id: 42}
-		got, ok := parsePin(rec.marshal())
-		if !ok || got != rec {
-			t.Errorf("pin record %v: parsed back as %v %v", rec, got, ok)
-		}
-	}
-	if _, ok := parsePin([]byte("garbage")); ok {
-		t.Error("garbage parsed as a pin")
-	}
-}
-
 func TestStateDirRefusesForeignDirectories(t *testing.T) {
 	dir := t.TempDir()
 	open := filepath.Join(dir, "open")

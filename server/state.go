@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // StateDir returns the per-user state directory of DESIGN.md section 5, creating it with mode
@@ -74,4 +76,98 @@ func outerUID() int {
 		}
 	}
 	return uid
+}
+
+// userState is the per-user shared state in the state directory: the object files that outlive
+// a shim when pinned, and the id counters every shim of the user allocates from, so that ids are
+// unique across shims as they are across the kernel.
+type userState struct {
+	dir string
+}
+
+func newUserState(dir string) (*userState, error) {
+	for _, sub := range []string{"objects", "ids"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !os.IsExist(err) {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return &userState{dir: dir}, nil
+}
+
+// objectFile returns a new unnamed file in the state directory (O_TMPFILE): it lives while a
+// process holds it open or mapped, and for good once a pin links it into the virtual bpffs.
+func (u *userState) objectFile() (*os.File, error) {
+	fd, err := syscall.Open(filepath.Join(u.dir, "objects"), unix.O_TMPFILE|syscall.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("object file in the state directory: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "ebpfu-object"), nil
+}
+
+// firstID is the first id each kind allocates: BTF id 1 is the kernel's vmlinux.
+var firstID = [numKinds]uint32{KindMap: 1, KindProg: 1, KindLink: 1, KindBTF: kernelBTFID + 1, KindPerfEvent: 1}
+
+// nextID returns the next id of kind from the user's counter (cyclic in [first, INT_MAX), as
+// the kernel's idr_alloc_cyclic), under an exclusive lock of the counter file.
+func (u *userState) nextID(kind Kind) (uint32, error) {
+	f, err := os.OpenFile(filepath.Join(u.dir, "ids", kind.String()), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("id counter: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return 0, fmt.Errorf("id counter: %w", err)
+	}
+	b := make([]byte, 16)
+	n, _ := f.ReadAt(b, 0)
+	id64, err := strconv.ParseUint(strings.TrimSpace(string(b[:n])), 10, 32)
+	id := uint32(id64)
+	if err != nil || id < firstID[kind] || id >= maxID {
+		id = firstID[kind]
+	}
+	if err := f.Truncate(0); err != nil {
+		return 0, fmt.Errorf("id counter: %w", err)
+	}
+	if _, err := f.WriteAt([]byte(strconv.FormatUint(uint64(id)+1, 10)), 0); err != nil {
+		return 0, fmt.Errorf("id counter: %w", err)
+	}
+	return id, nil
+}
+
+// Extended attributes that name the object a state file (a map's memory, a pin) stands for.
+const (
+	xattrKind = "user.ebpfu.kind"
+	xattrID   = "user.ebpfu.id"
+)
+
+// tagObject records kind and id on the file f.
+func tagObject(f *os.File, kind Kind, id uint32) error {
+	if err := unix.Fsetxattr(int(f.Fd()), xattrKind, []byte(kind.String()), 0); err != nil {
+		return fmt.Errorf("tagging a state file (user xattrs needed): %w", err)
+	}
+	return unix.Fsetxattr(int(f.Fd()), xattrID, []byte(strconv.FormatUint(uint64(id), 10)), 0)
+}
+
+// objectTag reads the kind and id recorded on the file at path.
+func objectTag(path string) (Kind, uint32, bool) {
+	b := make([]byte, 32)
+	n, err := unix.Getxattr(path, xattrKind, b)
+	if err != nil {
+		return 0, 0, false
+	}
+	kind := Kind(0)
+	for k := KindMap; k < numKinds; k++ {
+		if anonName[k] == string(b[:n]) {
+			kind = k
+		}
+	}
+	n, err = unix.Getxattr(path, xattrID, b)
+	if err != nil || kind == 0 {
+		return 0, 0, false
+	}
+	id, err := strconv.ParseUint(string(b[:n]), 10, 32)
+	if err != nil {
+		return 0, 0, false
+	}
+	return kind, uint32(id), true
 }

@@ -136,6 +136,9 @@ func (s *Supervisor) bpffsCall(r *Request, pc *pathCall, m string) reply {
 		if err := unix.Fstatat(unix.AT_FDCWD, m, &st, flags&unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fail(err)
 		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			st.Size, st.Blocks = 0, 0 // a pin has no size, whatever its file holds
+		}
 		return writeResult(r, r.Args[pc.arg], bytesOf(&st))
 	case opStatx:
 		flags := int(int32(r.Args[pc.arg]))
@@ -143,6 +146,9 @@ func (s *Supervisor) bpffsCall(r *Request, pc *pathCall, m string) reply {
 		var stx unix.Statx_t
 		if err := unix.Statx(unix.AT_FDCWD, m, flags&unix.AT_SYMLINK_NOFOLLOW, mask, &stx); err != nil {
 			return fail(err)
+		}
+		if stx.Mode&unix.S_IFMT == unix.S_IFREG {
+			stx.Size, stx.Blocks = 0, 0
 		}
 		return writeResult(r, r.Args[4], bytesOf(&stx))
 	case opStatfs:
