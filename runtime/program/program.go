@@ -75,6 +75,9 @@ type Program struct {
 	Funcs   []Func
 	Maps    []MapInfo
 	CtxSize int // bytes of context r1 points to at entry (0: r1 carries no pointer)
+	// Helpers lists the helper numbers the program calls (sorted, each once), so an embedder can
+	// refuse a program that calls one it cannot run.
+	Helpers []int32
 	// Loops reports that the program has a back-edge, so executors that enforce an instruction
 	// budget must count on back-edges.
 	Loops bool

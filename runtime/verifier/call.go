@@ -137,6 +137,7 @@ func (v *verifier) checkHelper(st *state, pc int, id helper.ID) error {
 		return refuse(syscall.EINVAL, "program of this type cannot use helper %s#%d", name, id)
 	}
 	p := impl.Proto
+	v.called[int32(id)] = true
 	if p.GPLOnly && !v.opts.GPL {
 		return refuse(syscall.EINVAL, "cannot call GPL-restricted function from non-GPL compatible program")
 	}

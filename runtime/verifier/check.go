@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"syscall"
 
 	"github.com/ebpfu/ebpfu/runtime/isa"
@@ -50,6 +51,7 @@ type verifier struct {
 	trace     bytes.Buffer // the current path's log lines (level 1)
 	pending   []job
 	maxDepths []int // stack bytes used by each subprogram
+	called    map[int32]bool
 }
 
 // job is a path waiting to be explored: a state at an instruction, with the log up to there.
@@ -90,6 +92,7 @@ func (v *verifier) run() (*program.Program, error) {
 	v.states = make([][]*stored, n)
 	v.seen = make([]bool, n)
 	v.maxDepths = make([]int, len(v.prog.Funcs))
+	v.called = map[int32]bool{}
 	if err := v.analyze(); err != nil {
 		return nil, err
 	}
@@ -99,6 +102,10 @@ func (v *verifier) run() (*program.Program, error) {
 	for k := range v.prog.Funcs {
 		v.prog.Funcs[k].StackDepth = (v.maxDepths[k] + 7) &^ 7
 	}
+	for id := range v.called {
+		v.prog.Helpers = append(v.prog.Helpers, id)
+	}
+	sort.Slice(v.prog.Helpers, func(i, j int) bool { return v.prog.Helpers[i] < v.prog.Helpers[j] })
 	return v.prog, nil
 }
 

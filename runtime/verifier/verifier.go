@@ -20,6 +20,13 @@ import (
 )
 
 // Options says what a program is verified for.
+//
+// For a BPF_PROG_LOAD of a kernel program type the server passes the type, the helpers that type
+// may call (helper.ForType, with its implementations: a nil Func marks one it cannot run, which
+// a program may probe but not call — see Program.Helpers), the license, the map resolver (frozen
+// read-only arrays with their value in MapInfo.Frozen, so their loads are known numbers), the log
+// level and writer, and the CPU count it shows tools. Contexts of kernel types are laid out as the
+// kernel's structures (CtxSize gives their size).
 type Options struct {
 	// Type is the program type; it decides the context and the helpers the program may call.
 	Type program.Type
