@@ -72,7 +72,11 @@ func (v *verifier) checkALU(st *state, pc int, in isa.Instruction) error {
 		if err := v.regDst(dst); err != nil {
 			return err
 		}
-		regs[dst] = v.move(&src, alu64, srcX, in.Off)
+		r := v.move(&src, alu64, srcX, in.Off)
+		if srcX {
+			regs[in.Src()].id = src.id // a 64-bit copy links the source to its copy
+		}
+		regs[dst] = r
 		return nil
 	}
 	d, err := v.regArg(st, dst)

@@ -141,3 +141,36 @@ func TestRefusalsMatchKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestLinkedCopies checks that a bound learnt on a copy of a scalar applies to the original, as
+// the kernel's find_equal_scalars does: compiled code bounds-checks one register and uses another.
+func TestLinkedCopies(t *testing.T) {
+	k := newKernel(t)
+	array := k.createMap(mapTypeArray, 4, 64, 1, 0)
+	insns := prog(
+		st(isa.SizeW, 10, -4, 0), movr(2, 10), alu(isa.ALUAdd, 2, -4),
+		lddw(1, isa.PseudoMapFD, uint64(array)), call(1),
+		jmp(isa.JmpJEQ, 0, 0, 8),
+		movr(6, 0),
+		call(int32(helper.GetPrandomU32)),
+		movr(1, 0), // r1 and r0 are copies
+		jmp(isa.JmpJGT, 1, 56, 4), // bound the copy
+		alur(isa.ALUAdd, 6, 0), // use the original
+		ldx(isa.SizeDW, 0, 6, 0),
+		mov(0, 0), exit(),
+		mov(0, 0), exit(),
+	)
+	klog, kerr := k.load(program.Kprobe, insns, true)
+	if kerr != 0 {
+		t.Fatalf("the kernel refuses the case: %v\n%s", kerr, klog)
+	}
+	p, err := Verify(insns, &Options{Type: program.Kprobe, Helpers: tracingHelpers(t), GPL: true, Maps: k.resolve})
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	for i, c := range p.Checks {
+		if c != program.CheckNone {
+			t.Errorf("instruction %d needs a run-time check: the bound did not reach the original", i)
+		}
+	}
+}
