@@ -153,9 +153,9 @@ func TestLinkedCopies(t *testing.T) {
 		jmp(isa.JmpJEQ, 0, 0, 8),
 		movr(6, 0),
 		call(int32(helper.GetPrandomU32)),
-		movr(1, 0), // r1 and r0 are copies
+		movr(1, 0),                // r1 and r0 are copies
 		jmp(isa.JmpJGT, 1, 56, 4), // bound the copy
-		alur(isa.ALUAdd, 6, 0), // use the original
+		alur(isa.ALUAdd, 6, 0),    // use the original
 		ldx(isa.SizeDW, 0, 6, 0),
 		mov(0, 0), exit(),
 		mov(0, 0), exit(),
