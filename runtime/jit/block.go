@@ -22,8 +22,10 @@ const (
 	offEntrySP    = offFault + 24                      // uint64 scratch: native stack pointer at entry
 	offFrameLimit = offFault + 32                      // uint64 scratch: lowest frame pointer that may call
 	offSpill      = offFault + 40                      // uint64[2] scratch for atomics
+	offR0Start    = offFault + 56                      // uint64 scratch: regions[0].start
+	offR0Limit    = offFault + 64                      // uint64[8] scratch: region 0 limits per size, reads then writes
 	// BlockSize is the size of the part of the block compiled code uses.
-	BlockSize = offSpill + 16
+	BlockSize = offR0Limit + 64
 
 	regionSize = 24
 )
@@ -67,4 +69,11 @@ type Block struct {
 	EntrySP    uint64
 	FrameLimit uint64
 	Spill      [2]uint64
+	R0Start    uint64
+	R0Limit    [8]uint64
 }
+
+// DefaultProbeBudget is the instruction budget for probes in traced processes when nothing else
+// is configured: charged as the interpreter charges it (the length of a loop per taken
+// back-edge), it stops a runaway loop after roughly 50-100 ms.
+const DefaultProbeBudget = 100_000_000

@@ -116,6 +116,9 @@ type compiler struct {
 	saved  [][]reg // callee-saved registers each subprogram writes
 	// checkSizes has bit i set when the function has a checked access of 1<<i bytes.
 	checkSizes []uint8
+	// regionUses has bit i set when the program has a checked read of 1<<i bytes, bit 4+i
+	// for a checked write: the region 0 limits the prologue computes.
+	regionUses uint8
 	loops      bool
 	valueRefs  []ValueRef
 	helpers    bool
@@ -196,7 +199,12 @@ func (c *compiler) prepare() error {
 		w := &written[c.funcOf[pc]]
 		cl := isa.Class(ins.Op)
 		if p.Checks[pc] == program.CheckBounds && (cl == isa.ClassLDX || cl == isa.ClassST || cl == isa.ClassSTX) {
-			c.checkSizes[c.funcOf[pc]] |= 1 << bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
+			k := bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
+			c.checkSizes[c.funcOf[pc]] |= 1 << k
+			if cl != isa.ClassLDX && !(isa.Mode(ins.Op) == isa.ModeATOMIC && ins.Imm == isa.AtomicLoadAcq) {
+				k += 4
+			}
+			c.regionUses |= 1 << k
 		}
 		for _, r := range written1(ins) {
 			if r == isa.RFP {
@@ -441,6 +449,9 @@ func (c *compiler) prologue() {
 		a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offFrameLimit))
 	}
 	a.lea(rbp, at(rbp, StackSize))
+	if c.regionUses != 0 {
+		c.regionLimits()
+	}
 	a.movRR(true, rdi, rsi)
 	a.movRR(true, rsi, rdx)
 	a.movRR(true, rdx, rcx)
@@ -453,6 +464,36 @@ func (c *compiler) prologue() {
 		c.jcc(condNE, l, false)
 		a.movRI(true, rBudget, -1)
 		c.place(l)
+	}
+}
+
+// regionLimits emits the computation of region 0's limits for the inline check of checked
+// accesses: for each access size and kind the program uses, the number of offsets from the
+// region's start at which such an access fits (0 when none does, or when the run has no region
+// or a write meets a read-only region). rax, rbx, r10 and r11 are free: r0 and r6 are not set yet.
+func (c *compiler) regionLimits() {
+	a := &c.a
+	a.aluRR(false, aluXor, rax, rax)
+	a.opRM(true, []byte{0x8b}, rAux, at(rBlk, offRegions+8))
+	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offRegions))
+	a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offR0Start))
+	a.aluRR(true, aluSub, rAux, rTmp) // the length
+	a.aluMI(true, aluCmp, at(rBlk, offNumRegions), 0)
+	a.cmovRR(true, condE, rAux, rax)
+	a.opRM(true, []byte{0x8b}, rbx, at(rBlk, offRegions+16)) // writable
+	for k := 0; k < 8; k++ {
+		if c.regionUses&(1<<k) == 0 {
+			continue
+		}
+		size := int32(1) << (k % 4)
+		a.lea(rTmp, at(rAux, 1-size))
+		a.aluRI(true, aluCmp, rAux, size)
+		a.cmovRR(true, condB, rTmp, rax)
+		if k >= 4 {
+			a.testRR(true, rbx, rbx)
+			a.cmovRR(true, condE, rTmp, rax)
+		}
+		a.opRM(true, []byte{0x89}, rTmp, at(rBlk, int32(offR0Limit+8*k)))
 	}
 }
 

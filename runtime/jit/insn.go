@@ -444,7 +444,7 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 	if !inAux {
 		a.lea(rAux, at(base, int32(off)))
 	}
-	// x = addr - (rbp - 512), the offset from the bottom of the current frame.
+	// The live stack: x = addr - (rbp - 512), the offset from the bottom of the current frame.
 	a.lea(rTmp, at(rAux, 512))
 	a.aluRR(true, aluSub, rTmp, rbp)
 	if k := c.funcOf[pc]; k == 0 {
@@ -452,13 +452,19 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 	} else {
 		a.aluRM(true, aluCmp, rTmp, at(rsp, spanSlot(size)))
 	}
-	info := uint32(pc)<<8 | uint32(size)
+	s := stub{kind: stubBounds, at: c.newLabel(), resume: c.newLabel(), info: uint32(pc)<<8 | uint32(size)}
+	c.jcc(condBE, s.resume, false)
+	// Region 0, whose limits the prologue computed; the other regions out of line.
+	k := bits.TrailingZeros(uint(size))
 	if write {
-		info |= 0x80
+		s.info |= 0x80
+		k += 4
 	}
-	s := stub{kind: stubBounds, at: c.newLabel(), resume: c.newLabel(), info: info}
+	a.movRR(true, rTmp, rAux)
+	a.aluRM(true, aluSub, rTmp, at(rBlk, offR0Start))
+	a.aluRM(true, aluCmp, rTmp, at(rBlk, int32(offR0Limit+8*k)))
 	c.stubs = append(c.stubs, s)
-	c.jcc(condA, s.at, true)
+	c.jcc(condAE, s.at, true)
 	c.place(s.resume)
 	return at(rAux, 0)
 }

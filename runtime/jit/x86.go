@@ -451,6 +451,9 @@ func (a *asm) cmpxchg(w bool, m mem, r reg) {
 	a.opRM(w, []byte{0x0f, 0xb1}, r, m)
 }
 
+// cmovRR emits "cmovcc dst, src".
+func (a *asm) cmovRR(w bool, c cond, dst, src reg) { a.opRR(w, []byte{0x0f, 0x40 | byte(c)}, dst, src) }
+
 // push emits "push r".
 func (a *asm) push(r reg) {
 	a.rex(false, noReg, noReg, r, false)

@@ -141,6 +141,8 @@ func TestEncodeRegReg(t *testing.T) {
 					encodingCase{func(a *asm) { a.movRR(w, d, s) }, "mov " + rn(w, d) + ", " + rn(w, s)},
 					encodingCase{func(a *asm) { a.imulRR(w, d, s) }, "imul " + rn(w, d) + ", " + rn(w, s)},
 					encodingCase{func(a *asm) { a.testRR(w, d, s) }, "test " + rn(w, d) + ", " + rn(w, s)},
+					encodingCase{func(a *asm) { a.cmovRR(w, condB, d, s) }, "cmovb " + rn(w, d) + ", " + rn(w, s)},
+					encodingCase{func(a *asm) { a.cmovRR(w, condE, d, s) }, "cmovz " + rn(w, d) + ", " + rn(w, s)},
 					encodingCase{func(a *asm) { a.movsxRR(w, 1, d, s) }, "movsx " + rn(w, d) + ", " + names8[s]},
 					encodingCase{func(a *asm) { a.movsxRR(w, 2, d, s) }, "movsx " + rn(w, d) + ", " + names16[s]},
 					encodingCase{func(a *asm) { a.imulRI(w, d, s, 5) }, "imul " + rn(w, d) + ", " + rn(w, s) + ", 0x5"},
