@@ -23,6 +23,8 @@ type gen struct {
 	insns  []isa.Instruction
 	array  int32 // kernel map fds
 	hash   int32
+	ring   int32
+	perf   int32
 	ptrs   []uint8 // registers believed to hold map values
 	stack  []int16 // stack offsets believed written
 	mutate float64 // probability of a deliberate mistake per step
@@ -40,7 +42,7 @@ func (g *gen) bad() bool { return g.r.Float64() < g.mutate }
 
 func (g *gen) step() {
 	r := g.r
-	switch r.Intn(14) {
+	switch r.Intn(22) {
 	case 0, 1: // arithmetic on a scalar register
 		d := g.scalarReg()
 		ops := []uint8{isa.ALUAdd, isa.ALUSub, isa.ALUMul, isa.ALUOr, isa.ALUAnd, isa.ALULsh, isa.ALURsh, isa.ALUXor, isa.ALUArsh, isa.ALUMov, isa.ALUDiv, isa.ALUMod}
@@ -152,7 +154,85 @@ func (g *gen) step() {
 		} else {
 			g.emit(mov(g.scalarReg(), int32(r.Intn(1000)-500)))
 		}
+	case 14, 15: // an index bounded in one of the ways compilers emit, into a map value
+		g.emit(call(int32(helper.GetPrandomU32)), movr(7, 0))
+		g.lookup(g.array)
+		g.emit(jmp(isa.JmpJEQ, 0, 0, 7)) // skip the 7 instructions below when NULL
+		g.emit(movr(6, 0), movr(2, 7))
+		switch r.Intn(5) {
+		case 0: // 32-bit compare
+			g.emit(isa.Make(isa.ClassJMP32|isa.JmpJGT|isa.SrcK, 2, 0, 3, int32(8+r.Intn(8))))
+		case 1: // signed compares
+			g.emit(jmp(isa.JmpJSGT, 2, int32(8+r.Intn(8)), 3))
+		case 2: // a copy bounded, the original used
+			g.emit(movr(3, 2), jmp(isa.JmpJGT, 3, 15, 2))
+		case 3: // sign-extension idiom
+			g.emit(alu(isa.ALULsh, 2, 60), alu(isa.ALUArsh, 2, 60))
+		default:
+			g.emit(jmp(isa.JmpJGE, 2, int32(16+r.Intn(64)), 3))
+		}
+		if g.bad() {
+			g.emit(alu(isa.ALUAdd, 2, 1))
+		}
+		g.emit(alur(isa.ALUAdd, 6, 2), ldx(isa.SizeB, 0, 6, 0))
+	case 16: // a string read, its length used as an index
+		buf := g.slot() - 64
+		g.emit(movr(1, 10), alu(isa.ALUAdd, 1, int32(buf)), mov(2, 64), mov(3, 0),
+			call(int32(helper.ProbeReadUserStr)), movr(2, 0))
+		g.emit(jmp(isa.JmpJSLE, 2, 0, 4))
+		if !g.bad() {
+			g.emit(alu(isa.ALUAnd, 2, 63))
+		} else {
+			g.emit(mov(0, 0))
+		}
+		g.emit(movr(3, 10), alur(isa.ALUAdd, 3, 2), ldx(isa.SizeB, 0, 3, int16(buf)))
+	case 17: // a ringbuf record, reserved, filled, submitted
+		g.emit(lddw(1, isa.PseudoMapFD, uint64(g.ring))...)
+		g.emit(mov(2, 16), mov(3, 0), call(int32(helper.RingbufReserve)))
+		g.emit(jmp(isa.JmpJEQ, 0, 0, 4))
+		off := int16(8 * r.Intn(2))
+		if g.bad() {
+			off = 16
+		}
+		g.emit(st(isa.SizeDW, 0, off, 7), movr(1, 0), mov(2, 0))
+		if g.bad() {
+			g.emit(mov(0, 0))
+		} else {
+			g.emit(call(int32(helper.RingbufSubmit)))
+		}
+	case 18: // perf_event_output of a stack record
+		rec := g.slot() - 16
+		g.emit(st(isa.SizeDW, 10, rec, 1), st(isa.SizeDW, 10, rec+8, 2))
+		g.emit(lddw(2, isa.PseudoMapFD, uint64(g.perf))...)
+		g.emit(lddw(3, 0, 0xffffffff)...)
+		size := int32(16)
+		if g.bad() {
+			size = 24 + int32(r.Intn(600))
+		}
+		g.emit(movr(4, 10), alu(isa.ALUAdd, 4, int32(rec)), mov(5, size), call(int32(helper.PerfEventOutput)))
+	case 19: // a variable index into the stack
+		g.emit(call(int32(helper.GetPrandomU32)), alu(isa.ALUAnd, 0, 7), alu(isa.ALULsh, 0, 3))
+		g.emit(movr(2, 10), alur(isa.ALUAdd, 2, 0))
+		off := int16(-64)
+		if g.bad() {
+			off = -60
+		}
+		g.emit(st(isa.SizeDW, 2, off, 1))
+	case 20: // jset and bit tests
+		g.emit(jmp(isa.JmpJSET, g.scalarReg(), int32(1<<r.Intn(8)), 1), alu(isa.ALUAdd, g.scalarReg(), 1))
+	case 21: // a read of a map value through a spilled pointer
+		g.lookup(g.hash)
+		g.emit(jmp(isa.JmpJEQ, 0, 0, 3), stx(isa.SizeDW, 10, 0, -8), ldx(isa.SizeDW, 6, 10, -8), ldx(isa.SizeDW, 0, 6, 8))
+		g.emit(mov(6, 0))
 	}
+}
+
+// lookup emits a lookup of key 1 in map fd m, leaving the result in r0.
+func (g *gen) lookup(m int32) {
+	key := g.slot()
+	g.emit(st(isa.SizeDW, 10, key, 0), movr(2, 10), alu(isa.ALUAdd, 2, int32(key)))
+	g.emit(lddw(1, isa.PseudoMapFD, uint64(m))...)
+	g.emit(call(int32(helper.MapLookupElem)))
 }
 
 func int32Reg(r uint8) uint8 { return r }
@@ -183,9 +263,15 @@ func TestDifferentialKernel(t *testing.T) {
 	if s := os.Getenv("EBPFU_DIFF_N"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	g := &gen{r: rand.New(rand.NewSource(1)), mutate: 0.08}
-	g.array = k.createMap(mapTypeArray, 4, 16, 4, 0)
+	seed := int64(1)
+	if s := os.Getenv("EBPFU_DIFF_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	g := &gen{r: rand.New(rand.NewSource(seed)), mutate: 0.04}
+	g.array = k.createMap(mapTypeArray, 4, 64, 4, 0)
 	g.hash = k.createMap(mapTypeHash, 8, 16, 64, 0)
+	g.ring = k.createMap(mapTypeRingbuf, 0, 0, 4096, 0)
+	g.perf = k.createMap(mapTypePerfEventArray, 4, 4, uint32(runtime.NumCPU()), 0)
 	var accepted, refusedBoth, sameErrno, kernelOnly, oursOnly int
 	for i := 0; i < n; i++ {
 		insns := g.program()
