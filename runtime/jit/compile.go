@@ -96,6 +96,11 @@ type stub struct {
 	code   uint32 // stubFault: fault code
 	addr   bool   // stubFault: r11 holds the address of the access, size its size
 	size   uint32
+	// stubBounds: the access, its function, and whether the inline check tried the stack
+	// (else region 0).
+	mem        mem
+	fn         int
+	stackFirst bool
 }
 
 type compiler struct {
@@ -116,6 +121,9 @@ type compiler struct {
 	saved  [][]reg // callee-saved registers each subprogram writes
 	// checkSizes has bit i set when the function has a checked access of 1<<i bytes.
 	checkSizes []uint8
+	// stackish has bit r set, before each instruction, when register r probably points into
+	// the stack (a guess from a linear scan: it orders the checks of checked accesses).
+	stackish []uint16
 	// regionUses has bit i set when the program has a checked read of 1<<i bytes, bit 4+i
 	// for a checked write: the region 0 limits the prologue computes.
 	regionUses uint8
@@ -253,6 +261,7 @@ func (c *compiler) prepare() error {
 			}
 		}
 	}
+	c.guessStackPointers(funcs)
 	for k := 1; k < len(funcs); k++ {
 		for _, r := range []uint8{isa.R6, isa.R7, isa.R8, isa.R9} {
 			if written[k][r] {
@@ -264,6 +273,36 @@ func (c *compiler) prepare() error {
 	c.p = &program.Program{Type: p.Type, Insns: p.Insns, Checks: p.Checks, Funcs: funcs, Maps: p.Maps,
 		CtxSize: p.CtxSize, Loops: p.Loops}
 	return nil
+}
+
+// guessStackPointers fills c.stackish: in each function, r10 points into the stack, and so does
+// a copy of a register that does, plus or minus anything. Control flow is ignored: the guess only
+// decides which bounds check runs inline.
+func (c *compiler) guessStackPointers(funcs []program.Func) {
+	c.stackish = make([]uint16, len(c.insns))
+	for _, f := range funcs {
+		st := uint16(1) << isa.R10
+		for pc := f.Start; pc < f.End; pc++ {
+			c.stackish[pc] = st
+			ins := c.insns[pc]
+			dst, src := ins.Dst(), ins.Src()
+			op := isa.Operation(ins.Op)
+			switch {
+			case isa.Class(ins.Op) == isa.ClassALU64 && op == isa.ALUMov && isa.Source(ins.Op) == isa.SrcX && ins.Off == 0:
+				st = st&^(1<<dst) | (st>>src&1)<<dst
+			case isa.Class(ins.Op) == isa.ClassALU64 && (op == isa.ALUAdd || op == isa.ALUSub):
+				if isa.Source(ins.Op) == isa.SrcX {
+					st |= (st >> src & 1) << dst
+				}
+			case ins.Op == isa.OpCall || ins.Op == isa.OpCallX:
+				st &^= 0x3f
+			default:
+				for _, r := range written1(ins) {
+					st &^= 1 << r
+				}
+			}
+		}
+	}
 }
 
 // written1 returns the registers an instruction writes (calls aside).
@@ -587,6 +626,13 @@ func (c *compiler) emitStubs() {
 		c.place(s.at)
 		switch s.kind {
 		case stubBounds:
+			if s.mem.base != rAux || s.mem.disp != 0 {
+				a.lea(rAux, s.mem)
+			}
+			if !s.stackFirst { // the inline check tried region 0: try the stack
+				c.stackCheck(s.fn, at(rAux, 0), int(s.info&0x7f))
+				c.jcc(condBE, s.resume, true)
+			}
 			a.movRI(false, rTmp, int64(s.info))
 			c.call(c.checkRegions)
 			c.jmp(s.resume, true)

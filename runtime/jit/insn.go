@@ -426,13 +426,15 @@ func (c *compiler) ld(pc int, ins isa.Instruction) error {
 // access returns the memory operand of a load, store or atomic at pc, after the run-time bounds
 // check when the verifier asked for one. The check is the interpreter's: the access must lie in
 // the live stack (from the bottom of the current frame to the top of frame 0) or in one of the
-// block's regions. inAux says r11 already holds the address.
+// block's regions. Inline, one compare tries the stack when the base register probably points
+// there, else region 0; the cold stub tries the rest. inAux says r11 holds the address.
 func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bool) mem {
+	m := at(base, int32(off))
+	if inAux {
+		m = at(rAux, 0)
+	}
 	if c.p.Checks[pc] != program.CheckBounds {
-		if inAux {
-			return at(rAux, 0)
-		}
-		return at(base, int32(off))
+		return m
 	}
 	a := &c.a
 	if c.checkRegions < 0 {
@@ -441,32 +443,47 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 			c.faultExit = c.newLabel()
 		}
 	}
-	if !inAux {
-		a.lea(rAux, at(base, int32(off)))
-	}
-	// The live stack: x = addr - (rbp - 512), the offset from the bottom of the current frame.
-	a.lea(rTmp, at(rAux, 512))
-	a.aluRR(true, aluSub, rTmp, rbp)
-	if k := c.funcOf[pc]; k == 0 {
-		a.aluRI(true, aluCmp, rTmp, int32(512-size)) // frame 0 is the whole live stack
-	} else {
-		a.aluRM(true, aluCmp, rTmp, at(rsp, spanSlot(size)))
-	}
-	s := stub{kind: stubBounds, at: c.newLabel(), resume: c.newLabel(), info: uint32(pc)<<8 | uint32(size)}
-	c.jcc(condBE, s.resume, false)
-	// Region 0, whose limits the prologue computed; the other regions out of line.
+	s := stub{kind: stubBounds, at: c.newLabel(), resume: c.newLabel(), info: uint32(pc)<<8 | uint32(size),
+		mem: m, fn: c.funcOf[pc]}
 	k := bits.TrailingZeros(uint(size))
 	if write {
 		s.info |= 0x80
 		k += 4
 	}
-	a.movRR(true, rTmp, rAux)
-	a.aluRM(true, aluSub, rTmp, at(rBlk, offR0Start))
-	a.aluRM(true, aluCmp, rTmp, at(rBlk, int32(offR0Limit+8*k)))
+	var ebpfBase uint8
+	for r, x := range regMap {
+		if x == base {
+			ebpfBase = uint8(r)
+		}
+	}
+	s.stackFirst = c.stackish[pc]>>ebpfBase&1 != 0
+	if s.stackFirst {
+		c.stackCheck(s.fn, m, size)
+		c.jcc(condA, s.at, true)
+	} else {
+		a.lea(rTmp, m)
+		a.aluRM(true, aluSub, rTmp, at(rBlk, offR0Start))
+		a.aluRM(true, aluCmp, rTmp, at(rBlk, int32(offR0Limit+8*k)))
+		c.jcc(condAE, s.at, true)
+	}
 	c.stubs = append(c.stubs, s)
-	c.jcc(condAE, s.at, true)
 	c.place(s.resume)
-	return at(rAux, 0)
+	return m
+}
+
+// stackCheck emits the comparison of the live stack check of an access of size bytes at m in
+// function fn: below or equal means inside.
+func (c *compiler) stackCheck(fn int, m mem, size int) {
+	a := &c.a
+	// x = addr - (rbp - 512), the offset from the bottom of the current frame.
+	m.disp += 512
+	a.lea(rTmp, m)
+	a.aluRR(true, aluSub, rTmp, rbp)
+	if fn == 0 {
+		a.aluRI(true, aluCmp, rTmp, int32(512-size)) // frame 0 is the whole live stack
+	} else {
+		a.aluRM(true, aluCmp, rTmp, at(rsp, spanSlot(size)))
+	}
 }
 
 // ldx emits a load.
