@@ -5,29 +5,34 @@ import (
 )
 
 // Hash maps (HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH): n_buckets = roundup_pow_of_two(
-// max_entries) buckets {u32 lock, u32 head} and a pool of preallocated elements, handed out from
-// lock-free free lists (Treiber stacks with a tag against ABA) and from a bump counter so that a
-// new map touches no element memory. A key's bucket is jhash(key, seed) & (n_buckets-1), as in
-// the kernel. Writers of a bucket hold its lock; readers walk the chains without locks, the end
-// of each chain being a "nulls" marker naming its bucket so that a reader that followed a reused
-// element into another chain (or a free list) notices it and starts again.
+// max_entries) bucket heads (u32) and a pool of preallocated elements, handed out from free lists
+// and from a bump counter so that a new map touches no element memory. A key's bucket is
+// jhash(key, seed) & (n_buckets-1), as in the kernel, and new elements go to the head of their
+// chain, so that iteration order is the kernel's for the same seed.
+//
+// Readers (lookups, GET_NEXT_KEY) walk the chains without locks; the end of each chain is a
+// "nulls" marker naming its bucket, so that a reader that followed a reused element into another
+// chain (or a free list) notices and starts again. Writers (update, delete, eviction) hold the
+// map's writer lock, an owner lock: every move of an element between a chain, a free list and a
+// writer's hands happens under it, so a writer that took the lock from a dead holder can audit the
+// whole map and put every element back where it belongs (repair).
 //
 // Plain hash maps replace an existing key's element by a new one (from an extra pool of NumCPU
 // elements, or in place when that pool is empty) linked at the head before the old one is
 // unlinked, as the kernel does: readers see the old or the new value, never a mix. Per-CPU
-// maps update in place. LRU maps take a free element or evict the least recently used element of
-// a sample before taking the bucket lock.
+// maps update in place. LRU maps take a free element, or evict the least recently used of a
+// sample of elements, before they look at the key, as the kernel's do.
 
 const (
-	poolMain  = 0
-	poolExtra = 1
+	poolUnset = 0 // never set: the pool of the element's index range
+	poolMain  = 1
+	poolExtra = 2
 
 	maxRestarts = 16
 	lruSample   = 64
 )
 
-func (m *Map) bucketLockOff(b uint32) uint64 { return m.l.bucketsOff + uint64(b)*8 }
-func (m *Map) bucketHeadOff(b uint32) uint64 { return m.l.bucketsOff + uint64(b)*8 + 4 }
+func (m *Map) bucketHeadOff(b uint32) uint64 { return m.l.bucketsOff + uint64(b)*4 }
 func (m *Map) elemOff(idx uint32) uint64 {
 	return m.l.dataOff + uint64(idx-1)*uint64(m.l.elemSize)
 }
@@ -80,8 +85,8 @@ func (m *Map) find(b, hash uint32, key []byte) uint32 {
 	return 0
 }
 
-// findLocked returns the element holding key in bucket b, whose lock the caller holds, and the
-// offset of the link that points to it.
+// findLocked returns the element holding key in bucket b (writer lock held) and the offset of
+// the link that points to it.
 func (m *Map) findLocked(b, hash uint32, key []byte) (idx uint32, link uint64) {
 	link = m.bucketHeadOff(b)
 	n := m.mem.load32(link)
@@ -96,7 +101,8 @@ func (m *Map) findLocked(b, hash uint32, key []byte) (idx uint32, link uint64) {
 	return 0, 0
 }
 
-// linkOf returns the offset of the link that points to idx in bucket b (lock held), or false.
+// linkOf returns the offset of the link that points to idx in bucket b (writer lock held), or
+// false.
 func (m *Map) linkOf(b, idx uint32) (uint64, bool) {
 	link := m.bucketHeadOff(b)
 	n := m.mem.load32(link)
@@ -125,52 +131,38 @@ func (m *Map) poolHeadOff(pool uint32) uint64 {
 	return m.ctl + ctlFreeHeadOff
 }
 
-// pop takes an element from pool, or returns 0 when it is empty.
+// pop takes an element from pool (writer lock held), or returns 0 when it is empty.
 func (m *Map) pop(pool uint32) uint32 {
 	head := m.poolHeadOff(pool)
-	for {
-		h := m.mem.load64(head)
-		idx := uint32(h)
-		if idx == 0 {
-			break
-		}
+	if idx := uint32(m.mem.load64(head)); idx != 0 {
 		if !m.validLink(idx) {
-			return 0 // a corrupted list: treat the pool as empty
+			return 0 // a corrupted list: the pool is empty
 		}
-		next := m.mem.load32(m.elemOff(idx) + elemNextOff)
-		if m.mem.cas64(head, h, uint64(next)|(h>>32+1)<<32) {
-			m.claim(idx, pool)
-			return idx
-		}
+		m.mem.store64(head, uint64(m.mem.load32(m.elemOff(idx)+elemNextOff)))
+		m.claim(idx, pool)
+		return idx
 	}
 	bump, first, limit := m.ctl+ctlBumpOff, uint32(1), m.l.nElems-m.l.nExtra
 	if pool == poolExtra {
 		bump, first, limit = m.ctl+ctlExtraBumpOff, m.l.nElems-m.l.nExtra+1, m.l.nExtra
 	}
-	for {
-		n := m.mem.load32(bump)
-		if n >= limit {
-			return 0
-		}
-		if m.mem.cas32(bump, n, n+1) {
-			m.claim(first+n, pool)
-			return first + n
-		}
+	n := m.mem.load32(bump)
+	if n >= limit {
+		return 0
 	}
+	m.mem.store32(bump, n+1)
+	m.claim(first+n, pool)
+	return first + n
 }
 
-// push returns idx to pool.
+// push returns idx to pool (writer lock held).
 func (m *Map) push(idx, pool uint32) {
 	e := m.elemOff(idx)
-	m.mem.store32(e+elemStateOff, stateFree)
 	head := m.poolHeadOff(pool)
-	for {
-		h := m.mem.load64(head)
-		m.mem.store32(e+elemNextOff, uint32(h))
-		if m.mem.cas64(head, h, uint64(idx)|(h>>32+1)<<32) {
-			return
-		}
-	}
+	m.mem.store32(e+elemNextOff, uint32(m.mem.load64(head)))
+	m.mem.store32(e+elemPoolOff, pool)
+	m.mem.store32(e+elemStateOff, stateFree)
+	m.mem.store64(head, uint64(idx))
 }
 
 // fill writes key and value into the element idx the caller owns.
@@ -207,7 +199,7 @@ func (m *Map) copyIn(idx uint32, value []byte, cpu uint32, allCPUs bool) {
 	}
 }
 
-// linkHead links the element idx the caller owns at the head of bucket b (lock held).
+// linkHead links the element idx the caller owns at the head of bucket b.
 func (m *Map) linkHead(b, idx uint32) {
 	e := m.elemOff(idx)
 	head := m.mem.load32(m.bucketHeadOff(b))
@@ -219,8 +211,8 @@ func (m *Map) linkHead(b, idx uint32) {
 	m.mem.store32(e+elemStateOff, stateLive)
 }
 
-// unlink removes idx from bucket b through link (lock held) and leaves it owned by the caller,
-// to be returned to pool.
+// unlink removes idx from bucket b through link and leaves it owned by the caller, to be
+// returned to pool.
 func (m *Map) unlink(b, idx uint32, link uint64, pool uint32) {
 	e := m.elemOff(idx)
 	m.mem.store32(e+elemPoolOff, pool)
@@ -233,21 +225,16 @@ func (m *Map) unlink(b, idx uint32, link uint64, pool uint32) {
 	m.mem.store32(link, next)
 }
 
-// lockBucket takes bucket b's lock, repairing the bucket when its holder died.
-func (m *Map) lockBucket(b uint32) (dead uint32, err error) {
-	dead, err = m.lock(m.mem, m.bucketLockOff(b))
+// writeLock takes the map's writer lock, repairing the map when its holder died.
+func (m *Map) writeLock() error {
+	dead, err := m.lock(m.mem, m.ctl+ctlLockOff)
 	if dead != 0 {
-		m.repairBucket(b)
+		m.repair()
 	}
-	return dead, err
+	return err
 }
 
-func (m *Map) unlockBucket(b uint32, dead uint32) {
-	m.unlock(m.mem, m.bucketLockOff(b))
-	if dead != 0 {
-		m.recoverOwner(dead)
-	}
-}
+func (m *Map) writeUnlock() { m.unlock(m.mem, m.ctl+ctlLockOff) }
 
 func (m *Map) tick() uint32 { return m.mem.load32(m.ctl + ctlTickOff) }
 
@@ -273,6 +260,10 @@ func (m *Map) hashUpdate(key, value []byte, flags uint64, cpu uint32, allCPUs bo
 	hash := keyHash(key, m.seed)
 	b := hash & (m.l.nBuckets - 1)
 	lru, percpu := m.typ.isLRU(), m.typ.PerCPU()
+	if err := m.writeLock(); err != nil {
+		return err
+	}
+	defer m.writeUnlock()
 	var pre uint32
 	if lru && !(percpu && f == UpdateExist) {
 		if pre = m.lruAlloc(); pre == 0 {
@@ -282,15 +273,8 @@ func (m *Map) hashUpdate(key, value []byte, flags uint64, cpu uint32, allCPUs bo
 		// The insert is older than any use after it: later lookups stamp the new tick.
 		m.mem.add32(m.ctl+ctlTickOff, 1)
 	}
-	dead, err := m.lockBucket(b)
-	if err != nil {
-		if pre != 0 {
-			m.push(pre, poolMain)
-		}
-		return err
-	}
-	var freeIdx, freePool uint32
-	old, link := m.findLocked(b, hash, key)
+	old, _ := m.findLocked(b, hash, key)
+	var err error
 	switch {
 	case old != 0 && f == UpdateNoExist:
 		err = eEXIST
@@ -320,15 +304,11 @@ func (m *Map) hashUpdate(key, value []byte, flags uint64, cpu uint32, allCPUs bo
 			pre = 0
 			m.linkHead(b, nw)
 			if old != 0 {
-				link, _ = m.linkOf(b, old)
+				link, _ := m.linkOf(b, old)
 				m.unlink(b, old, link, pool)
-				freeIdx, freePool = old, pool
+				m.push(old, pool)
 			}
 		}
-	}
-	m.unlockBucket(b, dead)
-	if freeIdx != 0 {
-		m.push(freeIdx, freePool)
 	}
 	if pre != 0 {
 		m.push(pre, poolMain)
@@ -339,21 +319,18 @@ func (m *Map) hashUpdate(key, value []byte, flags uint64, cpu uint32, allCPUs bo
 func (m *Map) hashDelete(key []byte, value []byte) error {
 	hash := keyHash(key, m.seed)
 	b := hash & (m.l.nBuckets - 1)
-	dead, err := m.lockBucket(b)
-	if err != nil {
+	if err := m.writeLock(); err != nil {
 		return err
 	}
+	defer m.writeUnlock()
 	idx, link := m.findLocked(b, hash, key)
-	if idx != 0 {
-		if value != nil {
-			copy(value, m.mem[m.elemValOff(idx):m.elemValOff(idx)+m.lookupBytes()])
-		}
-		m.unlink(b, idx, link, poolMain)
-	}
-	m.unlockBucket(b, dead)
 	if idx == 0 {
 		return eNOENT
 	}
+	if value != nil {
+		copy(value, m.mem[m.elemValOff(idx):m.elemValOff(idx)+m.lookupBytes()])
+	}
+	m.unlink(b, idx, link, poolMain)
 	m.push(idx, poolMain)
 	return nil
 }
@@ -421,8 +398,8 @@ func (m *Map) hashNextKey(key, next []byte) error {
 	return eNOENT
 }
 
-// lruAlloc returns an element for an LRU map: a free one, or one evicted from a sample of
-// elements starting at the clock hand: the least recently used whose bucket lock is free.
+// lruAlloc returns an element for an LRU map (writer lock held): a free one, or the least
+// recently used of a sample of elements starting at the clock hand, evicted.
 func (m *Map) lruAlloc() uint32 {
 	if idx := m.pop(poolMain); idx != 0 {
 		return idx
@@ -430,7 +407,7 @@ func (m *Map) lruAlloc() uint32 {
 	n := m.l.nElems
 	sample := min(n, lruSample)
 	now := m.tick()
-	for range 8 {
+	for range 4 {
 		start := m.mem.add32(m.ctl+ctlHandOff, sample) - sample
 		var best, bestAge uint32
 		for i := range sample {
@@ -451,127 +428,117 @@ func (m *Map) lruAlloc() uint32 {
 			continue
 		}
 		b := m.mem.load32(m.elemOff(best)+elemHashOff) & (m.l.nBuckets - 1)
-		if !m.tryLock(m.mem, m.bucketLockOff(b)) {
-			continue
-		}
-		link, ok := m.linkOf(b, best)
-		if ok && m.mem.load32(m.elemOff(best)+elemStateOff) == stateLive {
+		if link, ok := m.linkOf(b, best); ok {
 			m.unlink(b, best, link, poolMain)
-		} else {
-			best = 0
-		}
-		m.unlock(m.mem, m.bucketLockOff(b))
-		if best != 0 {
 			return best
 		}
 	}
-	return m.pop(poolMain)
+	return 0
 }
 
-// repairBucket makes bucket b consistent after its lock was taken over from a dead holder: the
-// first element of each key stays (a replacement cut short leaves the new element ahead of the
-// old one), later duplicates go back to their pool, and every linked element is live.
-func (m *Map) repairBucket(b uint32) {
-	var seen []uint32
-	link := m.bucketHeadOff(b)
-	n := m.mem.load32(link)
-	var drop []uint32
-	for steps := uint32(0); m.validLink(n) && steps <= m.l.nElems; steps++ {
-		e := m.elemOff(n)
-		next := m.mem.load32(e + elemNextOff)
-		dup := false
-		for _, s := range seen {
-			if bytes.Equal(m.elemKey(s), m.elemKey(n)) {
-				dup = true
-				break
-			}
-		}
-		if dup {
-			pool := uint32(poolMain)
-			if m.l.nExtra > 0 {
-				pool = poolExtra
-			}
-			m.unlink(b, n, link, pool)
-			drop = append(drop, n)
-		} else {
-			m.mem.store32(e+elemStateOff, stateLive)
-			seen = append(seen, n)
-			link = e + elemNextOff
-		}
-		n = next
-	}
-	switch head := m.bucketHeadOff(b); {
-	case n == nullsBit|b || n == 0 && link == head:
-	case link == head:
-		m.mem.store32(link, 0) // a cut chain: end it here
-	default:
-		m.mem.store32(link, nullsBit|b)
-	}
-	for _, idx := range drop {
-		m.push(idx, m.mem.load32(m.elemOff(idx)+elemPoolOff))
-	}
-}
+// placedMark marks, in the owner word, the elements repair has found in a chain or a free list.
+const placedMark = 0xffffffff
 
-// recoverOwner returns to their pools the elements that the dead owner had taken and not
-// linked, and marks live those it had linked.
-func (m *Map) recoverOwner(dead uint32) {
-	if !m.typ.isHash() {
-		return
+// repair puts a hash map back in order after its writer lock was taken over from a dead holder
+// (writer lock held): in every chain the first element of a key stays (a replacement cut short
+// leaves the new element ahead of the old one) and later duplicates go, every linked element is
+// live, a chain cut short ends; free list members are free; every other element handed out
+// (held by the dead writer, or lost between a list and its state) goes back to its pool. It
+// allocates nothing (the C agent does the same): it marks elements in their owner word.
+func (m *Map) repair() {
+	mainN := m.l.nElems - m.l.nExtra
+	handedOut := func(idx uint32) bool {
+		return idx <= m.mem.load32(m.ctl+ctlBumpOff) ||
+			idx > mainN && idx-mainN <= m.mem.load32(m.ctl+ctlExtraBumpOff)
 	}
+	owner := func(idx uint32) uint64 { return m.elemOff(idx) + elemOwnerOff }
 	for idx := uint32(1); idx <= m.l.nElems; idx++ {
-		e := m.elemOff(idx)
-		if m.mem.load32(e+elemStateOff) != stateBusy || m.mem.load32(e+elemOwnerOff) != dead {
-			continue
-		}
-		b := m.mem.load32(e+elemHashOff) & (m.l.nBuckets - 1)
-		d2, err := m.lockBucket(b)
-		if err != nil {
-			continue
-		}
-		free := false
-		if m.mem.load32(e+elemStateOff) == stateBusy && m.mem.load32(e+elemOwnerOff) == dead {
-			if _, linked := m.linkOf(b, idx); linked {
-				m.mem.store32(e+elemStateOff, stateLive)
-			} else {
-				m.mem.store32(e+elemOwnerOff, m.owner)
-				free = true
-			}
-		}
-		m.unlockBucket(b, d2)
-		if free {
-			m.push(idx, m.mem.load32(e+elemPoolOff))
+		if handedOut(idx) {
+			m.mem.store32(owner(idx), 0)
 		}
 	}
-}
-
-// Recover repairs what processes that died inside map operations left behind: locks they held
-// and elements they had taken. The server may call it when it learns that a traced process
-// died; operations that find a dead holder's lock repair on their own.
-func (m *Map) Recover() {
-	dead := map[uint32]bool{}
-	switch {
-	case m.typ.isHash():
-		for b := uint32(0); b < m.l.nBuckets; b++ {
-			if o := m.mem.load32(m.bucketLockOff(b)); o != 0 && !dead[o] && !m.alive(o) {
-				dead[o] = true
-			}
-		}
-		for idx := uint32(1); idx <= m.l.nElems; idx++ {
-			e := m.elemOff(idx)
-			if m.mem.load32(e+elemStateOff) == stateBusy {
-				if o := m.mem.load32(e + elemOwnerOff); !dead[o] && !m.alive(o) {
-					dead[o] = true
+	for b := range m.l.nBuckets {
+		head := m.bucketHeadOff(b)
+		link := head
+		n := m.mem.load32(link)
+		first := uint32(0) // the first element of the chain, to find earlier keys from
+		for steps := uint32(0); m.validLink(n) && steps <= m.l.nElems && m.mem.load32(owner(n)) != placedMark; steps++ {
+			e := m.elemOff(n)
+			next := m.mem.load32(e + elemNextOff)
+			dup := false
+			for k := first; k != 0 && k != n; k = m.mem.load32(m.elemOff(k) + elemNextOff) {
+				if bytes.Equal(m.elemKey(k), m.elemKey(n)) {
+					dup = true
+					break
 				}
 			}
+			if dup {
+				pool := uint32(poolMain)
+				if m.l.nExtra > 0 {
+					pool = poolExtra
+				}
+				m.unlink(b, n, link, pool) // left unmarked: the last pass frees it
+			} else {
+				if first == 0 {
+					first = n
+				}
+				m.mem.store32(e+elemStateOff, stateLive)
+				m.mem.store32(owner(n), placedMark)
+				link = e + elemNextOff
+			}
+			n = next
 		}
-		for b := uint32(0); b < m.l.nBuckets; b++ {
-			if o := m.mem.load32(m.bucketLockOff(b)); o != 0 && dead[o] && m.mem.cas32(m.bucketLockOff(b), o, m.owner) {
-				m.repairBucket(b)
-				m.unlock(m.mem, m.bucketLockOff(b))
+		switch {
+		case n == nullsBit|b || n == 0 && link == head:
+		case link == head:
+			m.mem.store32(link, 0) // a cut chain: end it here
+		default:
+			m.mem.store32(link, nullsBit|b)
+		}
+	}
+	for _, pool := range []uint32{poolMain, poolExtra} {
+		head := m.poolHeadOff(pool)
+		for n, link := uint32(m.mem.load64(head)), uint64(0); n != 0; n = m.mem.load32(m.elemOff(n) + elemNextOff) {
+			if !m.validLink(n) || m.mem.load32(owner(n)) == placedMark {
+				if link == 0 {
+					m.mem.store64(head, 0)
+				} else {
+					m.mem.store32(link, 0)
+				}
+				break
+			}
+			m.mem.store32(m.elemOff(n)+elemStateOff, stateFree)
+			m.mem.store32(m.elemOff(n)+elemPoolOff, pool)
+			m.mem.store32(owner(n), placedMark)
+			link = m.elemOff(n) + elemNextOff
+		}
+	}
+	for idx := uint32(1); idx <= m.l.nElems; idx++ {
+		if !handedOut(idx) || m.mem.load32(owner(idx)) == placedMark {
+			continue
+		}
+		pool := m.mem.load32(m.elemOff(idx) + elemPoolOff)
+		if pool != poolMain && pool != poolExtra {
+			pool = poolMain
+			if idx > mainN {
+				pool = poolExtra
 			}
 		}
-		for o := range dead {
-			m.recoverOwner(o)
+		m.push(idx, pool)
+		m.mem.store32(owner(idx), placedMark)
+	}
+}
+
+// Recover repairs what a process that died inside a map operation left behind: the lock it held
+// and what it was changing. An operation that meets a dead holder's lock repairs on its own; the
+// server may call Recover when it learns that a traced process died, so that a lock nobody
+// contends for is freed too.
+func (m *Map) Recover() {
+	switch {
+	case m.typ.isHash():
+		if o := m.mem.load32(m.ctl + ctlLockOff); o != 0 && !m.alive(o) && m.mem.cas32(m.ctl+ctlLockOff, o, m.owner) {
+			m.repair()
+			m.writeUnlock()
 		}
 	case m.typ == StackTrace:
 		for b := uint32(0); b < m.l.nBuckets; b++ {

@@ -38,13 +38,13 @@ const (
 	ctlRingCPUOff    = 112 // i32 (perf ring: the event's CPU, -1 for any)
 
 	ctlFrozenOff    = 192 // u32
-	ctlFreeHeadOff  = 256 // u64 {index:32, tag:32}
-	ctlExtraHeadOff = 320 // u64 {index:32, tag:32}
+	ctlFreeHeadOff  = 256 // u64: first element of the main free list (index+1), 0 when empty
+	ctlExtraHeadOff = 320 // u64: first element of the extra free list
 	ctlBumpOff      = 384 // u32: elements of the main pool handed out so far
 	ctlExtraBumpOff = 388 // u32: elements of the extra pool handed out so far
 	ctlTickOff      = 448 // u32
 	ctlHandOff      = 452 // u32
-	ctlLockOff      = 512 // u32
+	ctlLockOff      = 512 // u32: owner lock (hash writers, ring producers)
 	ctlNotifySeqOff = 576 // u32
 	ctlWaitersOff   = 580 // u32
 	ctlPendingOff   = 640 // u64 (ringbuf: oldest position that may still be busy)
@@ -171,7 +171,7 @@ func computeLayout(t Type, keySize, valueSize, maxEntries, ncpu uint32, maxData 
 		l.nBuckets = uint32(nb)
 		l.nElems = uint32(ne)
 		l.bucketsOff = 0
-		l.dataOff = pageRound(nb * 8)
+		l.dataOff = pageRound(nb * 4)
 		l.dataSize = pageRound(es * ne)
 	case t == StackTrace:
 		nb := roundPow2(uint64(maxEntries))

@@ -82,7 +82,4 @@ func lockWord(mem shm, off uint64, owner uint32, alive func(uint32) bool) (dead 
 	}
 }
 
-// tryLock takes the lock word at off if it is free. It never waits.
-func (m *Map) tryLock(mem shm, off uint64) bool { return mem.cas32(off, 0, m.owner) }
-
 func (m *Map) unlock(mem shm, off uint64) { mem.store32(off, 0) }
