@@ -25,6 +25,8 @@ func (s *Server) objGetInfoByFD(c *call) (Result, error) {
 		return Result{}, s.btfGetInfo(c, o, infoLen, uinfo)
 	case *mapObj:
 		return Result{}, s.mapGetInfo(c, o, infoLen, uinfo)
+	case *progObj:
+		return Result{}, s.progGetInfo(c, o, infoLen, uinfo)
 	}
 	return Result{}, syscall.EINVAL
 }
