@@ -213,6 +213,9 @@ func (s *Server) mapCreate(c *call) (Result, error) {
 		m.Close()
 		return Result{}, err
 	}
+	if o.btf != nil {
+		s.hold(o.btf)
+	}
 	if o.m, err = s.persistentMap(m, o.objID); err != nil {
 		delete(s.objs.ids[KindMap].objs, o.objID)
 		return Result{}, err

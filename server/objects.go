@@ -5,8 +5,6 @@ import (
 	"os"
 	"sort"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Kind is the kind of a bpf object, which decides its id space and how its fds look.
@@ -110,6 +108,8 @@ type registry struct {
 	state *userState
 	ids   [numKinds]idSpace
 	files map[FileID]object
+	refs  map[object]*refs
+	watch *closeWatch
 }
 
 // alloc gives a new object of kind an id and records it; o builds the object for its id.
@@ -118,17 +118,17 @@ func (r *registry) alloc(kind Kind, o func(id uint32) object) (object, error) {
 }
 
 // newFile makes a file that stands for obj in a caller and records it: for a map, a new open
-// file of its shared memory; for other objects a memfd named for the kind, whose inode is the
+// file of its shared memory; for other objects an unnamed file of its own, whose inode is the
 // fd's identity.
 func (r *registry) newFile(obj object) (*os.File, error) {
 	if o, ok := obj.(*mapObj); ok {
 		return r.mapFile(o)
 	}
-	fd, err := unix.MemfdCreate(anonName[obj.kind()], unix.MFD_CLOEXEC)
+	// Not a memfd: inotify reports no close of pseudo files.
+	f, err := r.state.objectFile()
 	if err != nil {
-		return nil, fmt.Errorf("memfd for %s %d: %w", obj.kind(), obj.id(), err)
+		return nil, fmt.Errorf("file for %s %d: %w", obj.kind(), obj.id(), err)
 	}
-	f := os.NewFile(uintptr(fd), anonName[obj.kind()])
 	if err := r.adopt(f, obj); err != nil {
 		f.Close()
 		return nil, err
@@ -146,7 +146,7 @@ func (r *registry) adopt(f *os.File, obj object) error {
 		r.files = make(map[FileID]object)
 	}
 	r.files[id] = obj
-	return nil
+	return r.watchFile(f, id, obj)
 }
 
 // lookupFD returns the object behind the caller's fd: EBADF when the fd is not open, and

@@ -23,7 +23,7 @@ type Process interface {
 }
 
 // FileID identifies an open file's inode: every fd the server hands out refers to a file of its
-// own (a memfd, or a map's shared memory), so the server recognises its objects however the
+// own (an unnamed file, or a map's shared memory), so the server recognises its objects however the
 // caller duplicated, inherited or renumbered the fd.
 type FileID struct {
 	Dev, Ino uint64

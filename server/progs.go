@@ -206,6 +206,12 @@ func (s *Server) progLoad(c *call) (Result, error) {
 	}
 	o.prog = prog
 	o.tag = progTag(insns)
+	for _, m := range o.maps {
+		s.hold(m)
+	}
+	if o.btf != nil {
+		s.hold(o.btf)
+	}
 	o.loadTime = bootTimeNs()
 	if _, err := s.objs.alloc(KindProg, func(id uint32) object { o.objID = id; return o }); err != nil {
 		return Result{}, err
@@ -278,6 +284,7 @@ func (s *Server) progBindMap(c *call) (Result, error) {
 		}
 	}
 	p.maps = append(p.maps, m)
+	s.hold(m)
 	return Result{}, nil
 }
 

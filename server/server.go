@@ -4,7 +4,8 @@
 //
 // The server sees a caller only through Process (its memory and fds); shim/ connects it to
 // the seccomp notifications of a supervised tool. Every fd the server hands out is a file of
-// its own (a memfd named for the object's kind), recognised later by its inode.
+// its own, recognised later by its inode; the server learns from inotify when the last fd of a
+// file is closed, and frees objects as the kernel does.
 package server
 
 import (
@@ -61,6 +62,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{log: cfg.Log, bpffs: fs}
 	s.objs.state = state
+	if err := s.startCloseWatch(); err != nil {
+		return nil, err
+	}
 	s.objs.ids[KindBTF].reserve(kernelBTF(cfg.KernelBTF))
 	return s, nil
 }

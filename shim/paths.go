@@ -181,6 +181,7 @@ func (s *Supervisor) bpffsCall(r *Request, pc *pathCall, m string) reply {
 		if err := unix.Unlinkat(unix.AT_FDCWD, m, flags); err != nil {
 			return fail(err)
 		}
+		s.srv.Unpinned()
 		return value(0)
 	case opMkdir:
 		if err := unix.Mkdir(m, uint32(r.Args[pc.arg])&0o7777); err != nil {
