@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/ebpfu/ebpfu/runtime/maps"
 	"golang.org/x/sys/unix"
 )
 
@@ -130,18 +129,30 @@ func (s *Server) objPin(c *call) (Result, error) {
 }
 
 // pin makes the file at path (in the bpffs mirror) stand for obj. A map's pin is a link to its
-// shared memory, which therefore lives on; other objects' pins are files tagged with their kind
-// and id.
+// shared memory, which therefore lives on; a program's pin holds the program (and its maps are
+// kept alive under their ids); other objects' pins are files tagged with their kind and id.
 func (s *Server) pin(obj object, path string) error {
 	if o, ok := obj.(*mapObj); ok {
-		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(o.m.FD()), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
-		return errnoOf(err)
+		return linkFD(o.m.FD(), path)
+	}
+	var content []byte
+	if o, ok := obj.(*progObj); ok {
+		var err error
+		if content, err = o.save(); err != nil {
+			return err
+		}
+		if err := s.keepMaps(o); err != nil {
+			return err
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return errnoOf(err)
 	}
-	err = tagObject(f, obj.kind(), obj.id())
+	_, err = f.Write(content)
+	if err == nil {
+		err = tagObject(f, obj.kind(), obj.id())
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -150,6 +161,11 @@ func (s *Server) pin(obj object, path string) error {
 		return fmt.Errorf("pinning %s %d: %w", obj.kind(), obj.id(), err)
 	}
 	return nil
+}
+
+// linkFD links the file behind the server's fd at path: EEXIST when path exists.
+func linkFD(fd int, path string) error {
+	return errnoOf(unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW))
 }
 
 func (s *Server) objGet(c *call) (Result, error) {
@@ -187,24 +203,16 @@ func (s *Server) objGet(c *call) (Result, error) {
 }
 
 // reopen brings back an object that another shim (maybe one that has ended) pinned at path
-// (whose mirror is m): maps are their shared memory, which the pin keeps alive.
+// (whose mirror is m).
 func (s *Server) reopen(kind Kind, id uint32, m, path string) (object, error) {
-	if kind != KindMap {
-		s.logf("bpf(BPF_OBJ_GET) %s: reopening a pinned %s from another shim is not supported yet", path, kind)
-		return nil, syscall.ENOENT
+	switch kind {
+	case KindMap:
+		return s.reopenMap(id, m)
+	case KindProg:
+		return s.reopenProg(id, m)
 	}
-	f, err := os.OpenFile(m, os.O_RDWR, 0)
-	if err != nil {
-		return nil, errnoOf(err)
-	}
-	defer f.Close()
-	mm, err := maps.Open(int(f.Fd()), nil)
-	if err != nil {
-		return nil, fmt.Errorf("reopening pinned map %s: %w", path, err)
-	}
-	o := &mapObj{objID: id, m: mm}
-	s.objs.ids[KindMap].reserve(o)
-	return o, nil
+	s.logf("bpf(BPF_OBJ_GET) %s: reopening a pinned %s from another shim is not supported yet", path, kind)
+	return nil, syscall.ENOENT
 }
 
 // realPathErr is the kernel's answer to OBJ_PIN (pin) or OBJ_GET on a path outside any bpffs:

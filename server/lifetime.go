@@ -36,7 +36,8 @@ type watch struct {
 
 // closeWatch is the registry's inotify instance.
 type closeWatch struct {
-	fd      int
+	fd      int      // for adding and removing watches
+	file    *os.File // the same fd, read through the runtime's poller so that Close ends the reader
 	watches map[int32]*watch
 }
 
@@ -44,12 +45,13 @@ const closeMask = unix.IN_CLOSE_WRITE | unix.IN_CLOSE_NOWRITE
 
 // startCloseWatch makes the inotify instance and serves its events until the server ends.
 func (s *Server) startCloseWatch() error {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("inotify: %w", err)
 	}
-	s.objs.watch = &closeWatch{fd: fd, watches: map[int32]*watch{}}
-	go s.closeEvents(fd)
+	f := os.NewFile(uintptr(fd), "inotify")
+	s.objs.watch = &closeWatch{fd: fd, file: f, watches: map[int32]*watch{}}
+	go s.closeEvents(f)
 	return nil
 }
 
@@ -85,17 +87,18 @@ func (r *registry) refsOf(obj object) *refs {
 }
 
 // closeEvents reads inotify events and releases the fds they report closed.
-func (s *Server) closeEvents(fd int) {
-	buf := make([]byte, 64*unix.SizeofInotifyEvent)
+func (s *Server) closeEvents(f *os.File) {
+	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
-		n, err := unix.Read(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
+		n, err := f.Read(buf)
 		if err != nil || n <= 0 {
 			return
 		}
 		s.mu.Lock()
+		if s.objs.watch == nil {
+			s.mu.Unlock()
+			return
+		}
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			wd := int32(binary.LittleEndian.Uint32(buf[off:]))
 			mask := binary.LittleEndian.Uint32(buf[off+4:])
@@ -203,6 +206,7 @@ func (s *Server) pinned(obj object) bool {
 func (s *Server) Unpinned() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropUnneededMapLinks()
 	for k := range numKinds {
 		for _, obj := range s.objs.ids[k].objs {
 			if pinnable(obj) {

@@ -245,6 +245,11 @@ func (s *Server) persistentMap(m *maps.Map, id uint32) (*maps.Map, error) {
 	if err := tagObject(f, KindMap, id); err != nil {
 		return nil, err
 	}
+	if o := s.objs.ids[KindMap].objs[id].(*mapObj); o.btf != nil {
+		if err := saveMapBTF(f, o); err != nil {
+			return nil, err
+		}
+	}
 	pm, err := maps.Open(int(f.Fd()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("map %d in the state directory: %w", id, err)

@@ -69,6 +69,22 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Close ends the server: it stops watching its files and unmaps its maps. Pinned objects live on
+// in the state directory.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objs.watch != nil {
+		s.objs.watch.file.Close()
+		s.objs.watch = nil
+	}
+	for _, obj := range s.objs.ids[KindMap].objs {
+		obj.(*mapObj).m.Close()
+	}
+	s.objs.ids[KindMap].objs = nil
+	return nil
+}
+
 // logf reports one line on the server's log.
 func (s *Server) logf(format string, args ...any) {
 	fmt.Fprintf(s.log, "ebpfu-shim: "+format+"\n", args...)
