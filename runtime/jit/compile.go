@@ -147,7 +147,7 @@ type options struct {
 func Compile(p *program.Program) (*Code, error) { return compile(p, options{}) }
 
 func compile(p *program.Program, o options) (*Code, error) {
-	c := &compiler{p: p, insns: p.Insns, bmi2: cpu.X86.HasBMI2 && !o.noBMI2, loops: p.Loops}
+	c := &compiler{p: p, insns: p.Insns, bmi2: cpu.X86.HasBMI2 && !o.noBMI2}
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("jit: %w", err)
 	}
@@ -214,7 +214,7 @@ func (c *compiler) prepare() error {
 			}
 			c.regionUses |= 1 << k
 		}
-		for _, r := range written1(ins) {
+		if r, ok := written1(ins); ok {
 			if r == isa.RFP {
 				return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
 			}
@@ -257,7 +257,7 @@ func (c *compiler) prepare() error {
 				return fmt.Errorf("instruction %d: jump into the middle of the lddw at %d", pc, t-1)
 			}
 			if t <= pc {
-				c.loops = true // back-edges are counted even if the verifier did not say so
+				c.loops = true // whatever the verifier said: only back-edges loop
 			}
 		}
 	}
@@ -297,7 +297,7 @@ func (c *compiler) guessStackPointers(funcs []program.Func) {
 			case ins.Op == isa.OpCall || ins.Op == isa.OpCallX:
 				st &^= 0x3f
 			default:
-				for _, r := range written1(ins) {
+				if r, ok := written1(ins); ok {
 					st &^= 1 << r
 				}
 			}
@@ -305,25 +305,25 @@ func (c *compiler) guessStackPointers(funcs []program.Func) {
 	}
 }
 
-// written1 returns the registers an instruction writes (calls aside).
-func written1(ins isa.Instruction) []uint8 {
+// written1 returns the register an instruction writes (calls aside), if any.
+func written1(ins isa.Instruction) (uint8, bool) {
 	switch isa.Class(ins.Op) {
 	case isa.ClassALU, isa.ClassALU64, isa.ClassLD, isa.ClassLDX:
-		return []uint8{ins.Dst()}
+		return ins.Dst(), true
 	case isa.ClassSTX:
 		if isa.Mode(ins.Op) != isa.ModeATOMIC {
-			return nil
+			return 0, false
 		}
 		switch {
 		case ins.Imm == isa.AtomicLoadAcq:
-			return []uint8{ins.Dst()}
+			return ins.Dst(), true
 		case ins.Imm == isa.AtomicCmpXchg:
-			return []uint8{isa.R0}
+			return isa.R0, true
 		case ins.Imm&isa.AtomicFetch != 0:
-			return []uint8{ins.Src()}
+			return ins.Src(), true
 		}
 	}
-	return nil
+	return 0, false
 }
 
 // target returns the instruction a jump or local call at pc goes to (ok false for helper calls).
@@ -439,6 +439,8 @@ func (c *compiler) emit() error {
 	c.checkRegions, c.faultExit = -1, -1
 	if c.offsets == nil {
 		c.offsets = make([]uint32, len(c.insns)+1)
+		c.a.b = make([]byte, 0, 16*len(c.insns)+256)
+		c.fixups = make([]fixup, 0, len(c.insns))
 	}
 
 	c.prologue()
@@ -576,7 +578,7 @@ func (c *compiler) subPrologue(k int) {
 
 // spanSlot returns the offset from rsp of a subprogram's span slot for an access size.
 func spanSlot(size int) int32 {
-	return map[int]int32{1: 0, 2: 8, 4: 16, 8: 24}[size]
+	return int32(8 * bits.TrailingZeros(uint(size)))
 }
 
 // frameSize returns the bytes subprogram k reserves on the native stack below its saved

@@ -41,8 +41,7 @@ func (c *compiler) alu(ins isa.Instruction) error {
 	}
 	switch op {
 	case isa.ALUAdd, isa.ALUSub, isa.ALUOr, isa.ALUAnd, isa.ALUXor:
-		xop := map[uint8]int{isa.ALUAdd: aluAdd, isa.ALUSub: aluSub, isa.ALUOr: aluOr,
-			isa.ALUAnd: aluAnd, isa.ALUXor: aluXor}[op]
+		xop := aluOps[op>>4]
 		if x {
 			a.aluRR(w, xop, dst, src)
 		} else {
@@ -72,7 +71,7 @@ func (c *compiler) alu(ins isa.Instruction) error {
 	case isa.ALUNeg:
 		a.unary(w, unNeg, dst)
 	case isa.ALULsh, isa.ALURsh, isa.ALUArsh:
-		sop := map[uint8]int{isa.ALULsh: shShl, isa.ALURsh: shShr, isa.ALUArsh: shSar}[op]
+		sop := shiftOps[op>>4]
 		c.shift(w, sop, dst, src, x, ins.Imm)
 	case isa.ALUDiv, isa.ALUMod:
 		if ins.Off != 0 && ins.Off != 1 {
@@ -267,11 +266,25 @@ func (c *compiler) end(ins isa.Instruction, dst reg) error {
 }
 
 // jmpConds maps eBPF jump operations to x86 conditions.
-var jmpConds = map[uint8]cond{
-	isa.JmpJEQ: condE, isa.JmpJNE: condNE, isa.JmpJSET: condNE,
-	isa.JmpJGT: condA, isa.JmpJGE: condAE, isa.JmpJLT: condB, isa.JmpJLE: condBE,
-	isa.JmpJSGT: condG, isa.JmpJSGE: condGE, isa.JmpJSLT: condL, isa.JmpJSLE: condLE,
+var jmpConds = [16]cond{
+	isa.JmpJEQ >> 4: condE, isa.JmpJNE >> 4: condNE, isa.JmpJSET >> 4: condNE,
+	isa.JmpJGT >> 4: condA, isa.JmpJGE >> 4: condAE, isa.JmpJLT >> 4: condB, isa.JmpJLE >> 4: condBE,
+	isa.JmpJSGT >> 4: condG, isa.JmpJSGE >> 4: condGE, isa.JmpJSLT >> 4: condL, isa.JmpJSLE >> 4: condLE,
 }
+
+// jmpValid marks the conditional jump operations.
+var jmpValid = [16]bool{
+	isa.JmpJEQ >> 4: true, isa.JmpJNE >> 4: true, isa.JmpJSET >> 4: true,
+	isa.JmpJGT >> 4: true, isa.JmpJGE >> 4: true, isa.JmpJLT >> 4: true, isa.JmpJLE >> 4: true,
+	isa.JmpJSGT >> 4: true, isa.JmpJSGE >> 4: true, isa.JmpJSLT >> 4: true, isa.JmpJSLE >> 4: true,
+}
+
+// aluOps and shiftOps map eBPF ALU operations to x86 ones.
+var (
+	aluOps = [16]int{isa.ALUAdd >> 4: aluAdd, isa.ALUSub >> 4: aluSub, isa.ALUOr >> 4: aluOr,
+		isa.ALUAnd >> 4: aluAnd, isa.ALUXor >> 4: aluXor}
+	shiftOps = [16]int{isa.ALULsh >> 4: shShl, isa.ALURsh >> 4: shShr, isa.ALUArsh >> 4: shSar}
+)
 
 // jump emits a jump, call or exit.
 func (c *compiler) jump(pc int, ins isa.Instruction) error {
@@ -299,10 +312,10 @@ func (c *compiler) jump(pc int, ins isa.Instruction) error {
 		}
 		return nil
 	}
-	cc, ok := jmpConds[op]
-	if !ok {
+	if !jmpValid[op>>4] {
 		return fmt.Errorf("unknown jump operation")
 	}
+	cc := jmpConds[op>>4]
 	w := isa.Class(ins.Op) == isa.ClassJMP
 	dst := regMap[ins.Dst()]
 	switch {
@@ -575,7 +588,13 @@ func (c *compiler) atomic(pc int, ins isa.Instruction, size int, dst, src reg) e
 			a.movRR(false, rax, rax) // eax is left unwritten when the compare succeeds
 		}
 	case isa.AtomicOr | isa.AtomicFetch, isa.AtomicAnd | isa.AtomicFetch, isa.AtomicXor | isa.AtomicFetch:
-		op := map[int32]int{isa.AtomicOr: aluOr, isa.AtomicAnd: aluAnd, isa.AtomicXor: aluXor}[ins.Imm&^isa.AtomicFetch]
+		op := aluOr
+		switch ins.Imm &^ isa.AtomicFetch {
+		case isa.AtomicAnd:
+			op = aluAnd
+		case isa.AtomicXor:
+			op = aluXor
+		}
 		// A compare-and-exchange loop on rax; r0 and the operand wait in the block's spill slots.
 		a.opRM(true, []byte{0x89}, rax, at(rBlk, offSpill))
 		a.opRM(true, []byte{0x89}, src, at(rBlk, offSpill+8))
