@@ -50,3 +50,9 @@ echo "eBPF executors vs native C (clang -O2), ns per run, best of 5; $(nproc) co
 "$tmp/driver" "$tmp/input" "$secs" > "$tmp/native.txt"
 bin/ebpfu-bench -input "$tmp/input" -native "$tmp/native.txt" -exec "$execs" -time "${secs}s" \
 	$(for n in "${names[@]}"; do echo "$tmp/$n.bin"; done)
+
+# The tool side: a notified syscall's round trip and a bpf(2) map lookup through ebpfu-shim
+# against the kernel's (as root), in one run.
+echo
+echo "bpf(2) through ebpfu-shim vs the kernel, ns per call (ns/op is not meaningful here)"
+go test -run '^$' -bench 'NotifiedCall|MapLookup' -benchtime 200000x ./shim | grep '^Benchmark'

@@ -69,6 +69,14 @@ func helper(mode string) int {
 		fmt.Printf("%d %d\n", notified.Nanoseconds()/int64(n), plain.Nanoseconds()/int64(n))
 	case "bpffs":
 		return helperBPFFS()
+	case "lookup":
+		n, _ := strconv.Atoi(arg)
+		ns, err := timeLookups(n)
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		fmt.Println(ns)
 	case "sleep":
 		time.Sleep(time.Minute)
 	case "bpf":
@@ -332,6 +340,76 @@ func runClassicBPF(t *testing.T, prog []unix.SockFilter, d *seccompData) uint32 
 	}
 	t.Fatal("the filter fell off its end")
 	return 0
+}
+
+// timeLookups creates a hash map with one element and returns the mean time in ns of n
+// BPF_MAP_LOOKUP_ELEM calls on it.
+func timeLookups(n int) (int64, error) {
+	bpf := func(cmd int, attr []byte) (uintptr, error) {
+		r, _, e := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
+		if e != 0 {
+			return 0, e
+		}
+		return r, nil
+	}
+	create := make([]byte, 72)
+	binary.LittleEndian.PutUint32(create[0:], 1) // BPF_MAP_TYPE_HASH
+	binary.LittleEndian.PutUint32(create[4:], 4)
+	binary.LittleEndian.PutUint32(create[8:], 8)
+	binary.LittleEndian.PutUint32(create[12:], 16)
+	fd, err := bpf(0, create)
+	if err != nil {
+		return 0, fmt.Errorf("MAP_CREATE: %w", err)
+	}
+	defer unix.Close(int(fd))
+	key, value := make([]byte, 4), make([]byte, 8)
+	elem := make([]byte, 32)
+	binary.LittleEndian.PutUint32(elem[0:], uint32(fd))
+	binary.LittleEndian.PutUint64(elem[8:], uint64(uintptr(unsafe.Pointer(&key[0]))))
+	binary.LittleEndian.PutUint64(elem[16:], uint64(uintptr(unsafe.Pointer(&value[0]))))
+	if _, err := bpf(2, elem); err != nil {
+		return 0, fmt.Errorf("MAP_UPDATE_ELEM: %w", err)
+	}
+	start := time.Now()
+	for range n {
+		if _, err := bpf(1, elem); err != nil {
+			return 0, fmt.Errorf("MAP_LOOKUP_ELEM: %w", err)
+		}
+	}
+	return time.Since(start).Nanoseconds() / int64(n), nil
+}
+
+// BenchmarkMapLookup measures BPF_MAP_LOOKUP_ELEM on a hash map through the shim against the
+// kernel's (as root), in one run.
+func BenchmarkMapLookup(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the kernel's side needs root")
+	}
+	kernel, err := timeLookups(b.N)
+	if err != nil {
+		b.Skipf("the kernel's bpf(2): %v", err)
+	}
+	srv, err := server.New(server.Config{StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	out, _ := os.CreateTemp(b.TempDir(), "out")
+	defer out.Close()
+	b.Setenv(helperEnv, "lookup:"+strconv.Itoa(b.N))
+	_, cmd, err := Start(Config{Argv: []string{os.Args[0]}, Self: os.Args[0], Server: srv, Stdout: out})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Wait()
+	res, _ := os.ReadFile(out.Name())
+	var shim float64
+	if _, err := fmt.Sscan(string(res), &shim); err != nil {
+		b.Fatalf("helper printed %q", res)
+	}
+	b.ReportMetric(shim, "ns/shim-lookup")
+	b.ReportMetric(float64(kernel), "ns/kernel-lookup")
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkNotifiedCall measures a notified syscall's round trip through the supervisor
