@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,12 +16,13 @@ import (
 
 // Func is compiled code mapped executable in this process, ready to run from Go.
 type Func struct {
-	code *Code
-	text []byte // the executable mapping
-	mu   sync.RWMutex
+	code   *Code
+	text   []byte // the executable mapping
+	closed atomic.Bool
 }
 
-// Load maps c executable in this process.
+// Load maps c executable in this process. The mapping is released when the Func is closed and
+// no run uses it any more.
 func Load(c *Code) (*Func, error) {
 	if len(c.Text) == 0 {
 		return nil, errors.New("jit: load: no code")
@@ -35,24 +37,19 @@ func Load(c *Code) (*Func, error) {
 		_ = unix.Munmap(text)
 		return nil, fmt.Errorf("jit: load: %w", err)
 	}
-	return &Func{code: c, text: text}, nil
+	f := &Func{code: c, text: text}
+	// Runs keep f alive while they execute its code, so the mapping goes only after the last.
+	runtime.AddCleanup(f, func(text []byte) { _ = unix.Munmap(text) }, text)
+	return f, nil
 }
 
 // Code returns the code f runs.
 func (f *Func) Code() *Code { return f.code }
 
-// Close unmaps the code. Runs in progress finish first; later runs fail.
+// Close makes later runs fail; runs in progress finish. The code is unmapped once no run uses
+// it (when the garbage collector finds the Func unreachable).
 func (f *Func) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.text == nil {
-		return nil
-	}
-	err := unix.Munmap(f.text)
-	f.text = nil
-	if err != nil {
-		return fmt.Errorf("jit: close: %w", err)
-	}
+	f.closed.Store(true)
 	return nil
 }
 
@@ -175,9 +172,7 @@ const statusHelper = 1
 // with a *program.Fault when one fails, when env.Budget is exhausted (counted on back-edges)
 // or when a helper fails. Run may be called from many goroutines at once.
 func (f *Func) Run(env *helper.Env, args [5]uint64) (uint64, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.text == nil {
+	if f.closed.Load() {
 		return 0, errors.New("jit: run: function closed")
 	}
 	th, err := helperThunks()
@@ -204,6 +199,7 @@ func (f *Func) Run(env *helper.Env, args [5]uint64) (uint64, error) {
 		r0, err = f.run(b, env)
 	}
 	runtime.KeepAlive(env)
+	runtime.KeepAlive(f) // its code ran until here
 	runners.Put(r)
 	return r0, err
 }
@@ -251,8 +247,7 @@ func (f *Func) run(b *runBlock, env *helper.Env) (uint64, error) {
 		if !ok || impl.Fn == nil {
 			return 0, &program.Fault{PC: f.helperPC(b), Reason: fmt.Sprintf("call to %s, which this run does not offer", helperName(id))}
 		}
-		args := b.helperArgs
-		r0, err := impl.Fn(env, &args)
+		r0, err := impl.Fn(env, &b.helperArgs) // the block is outside the Go heap: nothing escapes
 		if err != nil {
 			var ft *program.Fault
 			if errors.As(err, &ft) {
