@@ -4,18 +4,20 @@
 # mean. Each program is `u64 NAME(u8 *buf, u64 len)`, compiled twice from one source:
 # clang -O2 -target bpf -mcpu=v3 (its .text is the eBPF program) and clang -O2 for this machine.
 #
-#   scripts/bench.sh [--jit] [--time SECONDS]
+#   scripts/bench.sh [--no-jit] [--time SECONDS]
 #
-# --jit adds the JIT's columns; --time is the time spent on each program per executor (default 1).
+# --no-jit leaves out the JIT's columns; --time is the time spent on each program per executor
+# (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-execs=interp
+execs=interp,jit
 secs=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--jit) execs=interp,jit ;;
+	--no-jit) execs=interp ;;
 	--time) secs=$2; shift ;;
-	*) echo "usage: $0 [--jit] [--time SECONDS]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--no-jit] [--time SECONDS]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -50,6 +52,12 @@ echo "eBPF executors vs native C (clang -O2), ns per run, best of 5; $(nproc) co
 "$tmp/driver" "$tmp/input" "$secs" > "$tmp/native.txt"
 bin/ebpfu-bench -input "$tmp/input" -native "$tmp/native.txt" -exec "$execs" -time "${secs}s" \
 	$(for n in "${names[@]}"; do echo "$tmp/$n.bin"; done)
+
+# The JIT on the probe path from Go: one call of a trivial program (r0 = r1 + 1), one with a Go
+# helper call, and the compile time of a 1,000-instruction program.
+echo
+echo "JIT from Go: ns per call of a trivial program, of one calling a Go helper; compile time of 1,000 instructions"
+go test -run '^$' -bench '^Benchmark(Call|CallHelper|Compile)$' -benchtime 1s ./runtime/jit | grep '^Benchmark'
 
 # The tool side: a notified syscall's round trip and a bpf(2) map lookup through ebpfu-shim
 # against the kernel's (as root), in one run.
