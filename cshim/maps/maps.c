@@ -106,10 +106,13 @@ static long sys6(long nr, long a, long b, long c, long d, long e, long f)
 
 static inline uint32_t *p32(struct ebpfu_map *m, uint64_t off) { return (uint32_t *)(m->base + off); }
 static inline uint64_t *p64(struct ebpfu_map *m, uint64_t off) { return (uint64_t *)(m->base + off); }
-static inline uint32_t ld32(struct ebpfu_map *m, uint64_t off) { return __atomic_load_n(p32(m, off), __ATOMIC_SEQ_CST); }
-static inline uint64_t ld64(struct ebpfu_map *m, uint64_t off) { return __atomic_load_n(p64(m, off), __ATOMIC_SEQ_CST); }
-static inline void st32(struct ebpfu_map *m, uint64_t off, uint32_t v) { __atomic_store_n(p32(m, off), v, __ATOMIC_SEQ_CST); }
-static inline void st64(struct ebpfu_map *m, uint64_t off, uint64_t v) { __atomic_store_n(p64(m, off), v, __ATOMIC_SEQ_CST); }
+/* Loads acquire and stores release (plain moves on x86, ordered as written): every store that
+ * publishes something to lock-free readers comes after what it publishes. Read-modify-writes
+ * (lock CAS, counters) are sequentially consistent. */
+static inline uint32_t ld32(struct ebpfu_map *m, uint64_t off) { return __atomic_load_n(p32(m, off), __ATOMIC_ACQUIRE); }
+static inline uint64_t ld64(struct ebpfu_map *m, uint64_t off) { return __atomic_load_n(p64(m, off), __ATOMIC_ACQUIRE); }
+static inline void st32(struct ebpfu_map *m, uint64_t off, uint32_t v) { __atomic_store_n(p32(m, off), v, __ATOMIC_RELEASE); }
+static inline void st64(struct ebpfu_map *m, uint64_t off, uint64_t v) { __atomic_store_n(p64(m, off), v, __ATOMIC_RELEASE); }
 static inline int cas32(struct ebpfu_map *m, uint64_t off, uint32_t old, uint32_t new)
 {
 	return __atomic_compare_exchange_n(p32(m, off), &old, new, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);

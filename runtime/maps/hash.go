@@ -119,9 +119,9 @@ func (m *Map) linkOf(b, idx uint32) (uint64, bool) {
 // claim marks idx as owned by the caller.
 func (m *Map) claim(idx, pool uint32) {
 	e := m.elemOff(idx)
-	m.mem.store32(e+elemPoolOff, pool)
-	m.mem.store32(e+elemOwnerOff, m.owner)
-	m.mem.store32(e+elemStateOff, stateBusy)
+	m.mem.set32(e+elemPoolOff, pool)
+	m.mem.set32(e+elemOwnerOff, m.owner)
+	m.mem.set32(e+elemStateOff, stateBusy)
 }
 
 func (m *Map) poolHeadOff(pool uint32) uint64 {
@@ -138,7 +138,7 @@ func (m *Map) pop(pool uint32) uint32 {
 		if !m.validLink(idx) {
 			return 0 // a corrupted list: the pool is empty
 		}
-		m.mem.store64(head, uint64(m.mem.load32(m.elemOff(idx)+elemNextOff)))
+		m.mem.set64(head, uint64(m.mem.load32(m.elemOff(idx)+elemNextOff)))
 		m.claim(idx, pool)
 		return idx
 	}
@@ -150,7 +150,7 @@ func (m *Map) pop(pool uint32) uint32 {
 	if n >= limit {
 		return 0
 	}
-	m.mem.store32(bump, n+1)
+	m.mem.set32(bump, n+1)
 	m.claim(first+n, pool)
 	return first + n
 }
@@ -159,16 +159,16 @@ func (m *Map) pop(pool uint32) uint32 {
 func (m *Map) push(idx, pool uint32) {
 	e := m.elemOff(idx)
 	head := m.poolHeadOff(pool)
-	m.mem.store32(e+elemNextOff, uint32(m.mem.load64(head)))
-	m.mem.store32(e+elemPoolOff, pool)
-	m.mem.store32(e+elemStateOff, stateFree)
-	m.mem.store64(head, uint64(idx))
+	m.mem.set32(e+elemNextOff, uint32(m.mem.load64(head)))
+	m.mem.set32(e+elemPoolOff, pool)
+	m.mem.set32(e+elemStateOff, stateFree)
+	m.mem.set64(head, uint64(idx))
 }
 
 // fill writes key and value into the element idx the caller owns.
 func (m *Map) fill(idx, hash uint32, key, value []byte, cpu uint32, allCPUs bool) {
 	e := m.elemOff(idx)
-	m.mem.store32(e+elemHashOff, hash)
+	m.mem.set32(e+elemHashOff, hash)
 	k := m.mem[e+elemKeyOff : e+m.valOff]
 	clear(k[copy(k, key):])
 	v := m.mem[e+m.valOff : e+m.valOff+m.valueBytes()]
@@ -182,7 +182,7 @@ func (m *Map) fill(idx, hash uint32, key, value []byte, cpu uint32, allCPUs bool
 		copy(v[uint64(cpu)*m.slot:], value[:m.valueSize])
 	}
 	if m.typ.isLRU() {
-		m.mem.store32(e+elemAtimeOff, m.tick())
+		m.mem.set32(e+elemAtimeOff, m.tick())
 	}
 }
 
@@ -206,18 +206,18 @@ func (m *Map) linkHead(b, idx uint32) {
 	if head == 0 {
 		head = nullsBit | b
 	}
-	m.mem.store32(e+elemNextOff, head)
+	m.mem.set32(e+elemNextOff, head)
 	m.mem.store32(m.bucketHeadOff(b), idx)
-	m.mem.store32(e+elemStateOff, stateLive)
+	m.mem.set32(e+elemStateOff, stateLive)
 }
 
 // unlink removes idx from bucket b through link and leaves it owned by the caller, to be
 // returned to pool.
 func (m *Map) unlink(b, idx uint32, link uint64, pool uint32) {
 	e := m.elemOff(idx)
-	m.mem.store32(e+elemPoolOff, pool)
-	m.mem.store32(e+elemOwnerOff, m.owner)
-	m.mem.store32(e+elemStateOff, stateBusy)
+	m.mem.set32(e+elemPoolOff, pool)
+	m.mem.set32(e+elemOwnerOff, m.owner)
+	m.mem.set32(e+elemStateOff, stateBusy)
 	next := m.mem.load32(e + elemNextOff)
 	if link == m.bucketHeadOff(b) && next == nullsBit|b {
 		next = 0

@@ -16,6 +16,7 @@
  *   perf SLOT FLAGS DATAHEX MISC  (entry ref R resolves to slot R) -> rc
  *   stackid SLOT FLAGS IP,IP,...                                  -> rc
  *   recover SLOT                                                  -> ok
+ *   bench SLOT OP N KEYHEX VALHEX  N operations OP (lookup, update, rbout, perf) -> ok
  */
 #include "../maps.h"
 
@@ -177,6 +178,30 @@ int main(void)
 			for (char *p = strtok(s1, ","); p && nr < 256; p = strtok(NULL, ","))
 				ips[nr++] = strtoull(p, NULL, 16);
 			printf("%ld\n", ebpfu_get_stackid(m, ips, nr, x, &self));
+		} else if (!strcmp(cmd, "bench") && m && sscanf(line, "%*s %*u %31s %llu %s %s", s2, &x, s1, line) == 4) {
+			unhex(s1, a, sizeof a);
+			int n = unhex(line, b, sizeof b);
+			volatile uint64_t sink = 0;
+			if (!strcmp(s2, "lookup")) {
+				for (unsigned long long i = 0; i < x; i++)
+					sink += (uint64_t)(uintptr_t)ebpfu_map_lookup_elem(m, a, &self);
+			} else if (!strcmp(s2, "update")) {
+				for (unsigned long long i = 0; i < x; i++)
+					sink += (uint64_t)ebpfu_map_update_elem(m, a, b, 0, &self);
+			} else if (!strcmp(s2, "rbout")) {
+				for (unsigned long long i = 0; i < x; i++) {
+					ebpfu_ringbuf_output(m, b, (uint64_t)n, EBPFU_RB_NO_WAKEUP, &self);
+					*(volatile uint64_t *)m->base = ebpfu_ringbuf_query(m, 3); /* consume all */
+				}
+			} else if (!strcmp(s2, "perf")) {
+				for (unsigned long long i = 0; i < x; i++) {
+					sink += (uint64_t)ebpfu_perf_event_output(m, EBPFU_F_CURRENT_CPU, b, (uint64_t)n, 2, &self, resolve, NULL);
+					struct ebpfu_map *r = resolve(1, NULL);
+					*(volatile uint64_t *)(r->base + 1032) = *(volatile uint64_t *)(r->base + 1024);
+				}
+			}
+			(void)sink;
+			printf("ok\n");
 		} else if (!strcmp(cmd, "recover") && m) {
 			ebpfu_map_recover(m, &self);
 			printf("ok\n");
