@@ -20,6 +20,7 @@ func (s shm) load32(off uint64) uint32     { return atomic.LoadUint32(s.u32(off)
 func (s shm) store32(off uint64, v uint32) { atomic.StoreUint32(s.u32(off), v) }
 func (s shm) load64(off uint64) uint64     { return atomic.LoadUint64(s.u64(off)) }
 func (s shm) store64(off uint64, v uint64) { atomic.StoreUint64(s.u64(off), v) }
+
 // set32 and set64 are plain stores, for fields a writer owns under the map's writer lock and
 // that lock-free readers do not follow; the atomic store that publishes an element orders them.
 func (s shm) set32(off uint64, v uint32) { *s.u32(off) = v }
