@@ -15,7 +15,9 @@ const (
 	offBudget     = 0x28                               // uint64 instruction budget (0: none); the remaining budget on return
 	offNumRegions = 0x30                               // uint64 entries in regions
 	offRegions    = 0x38                               // struct { uint64 start, end, writable; } regions[MaxRegions]
-	offFault      = offRegions + regionSize*MaxRegions // uint32 fault code (0: none), set by the code
+	offPacket     = offRegions + regionSize*MaxRegions // uint64 address of the packet of LD_ABS/LD_IND, 0: none
+	offPacketLen  = offPacket + 8                      // uint64 its length
+	offFault      = offPacket + 16                     // uint32 fault code (0: none), set by the code
 	offFaultPC    = offFault + 4                       // uint32 instruction index of the fault
 	offFaultAddr  = offFault + 8                       // uint64 address of a refused access
 	offFaultInfo  = offFault + 16                      // uint64 size | write<<7 of a refused access
@@ -45,6 +47,7 @@ const (
 	FaultDepth  = 3 // a bpf-to-bpf call deeper than the stack's frames
 	FaultCallx  = 4 // callx of a helper number outside the table, or with no function
 	FaultAlign  = 5 // a misaligned atomic access (FaultAddr and FaultInfo say which)
+	FaultPacket = 6 // a packet load (LD_ABS, LD_IND) in a run without a packet
 )
 
 // Region is one entry of the block's region table.
@@ -62,6 +65,8 @@ type Block struct {
 	Budget     uint64
 	NumRegions uint64
 	Regions    [MaxRegions]Region
+	Packet     uint64
+	PacketLen  uint64
 	Fault      uint32
 	FaultPC    uint32
 	FaultAddr  uint64

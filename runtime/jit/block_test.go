@@ -20,6 +20,8 @@ func TestBlockLayout(t *testing.T) {
 		{"Budget", unsafe.Offsetof(b.Budget), offBudget},
 		{"NumRegions", unsafe.Offsetof(b.NumRegions), offNumRegions},
 		{"Regions", unsafe.Offsetof(b.Regions), offRegions},
+		{"Packet", unsafe.Offsetof(b.Packet), offPacket},
+		{"PacketLen", unsafe.Offsetof(b.PacketLen), offPacketLen},
 		{"Fault", unsafe.Offsetof(b.Fault), offFault},
 		{"FaultPC", unsafe.Offsetof(b.FaultPC), offFaultPC},
 		{"FaultAddr", unsafe.Offsetof(b.FaultAddr), offFaultAddr},
@@ -36,7 +38,7 @@ func TestBlockLayout(t *testing.T) {
 			t.Errorf("%s at %#x, compiled code uses %#x", c.name, c.got, c.off)
 		}
 	}
-	if BlockSize != 0x238 {
-		t.Errorf("BlockSize is %#x; docs/jit.md says 0x238", BlockSize)
+	if BlockSize != 0x248 {
+		t.Errorf("BlockSize is %#x; docs/jit.md says 0x248", BlockSize)
 	}
 }

@@ -308,7 +308,12 @@ func (c *compiler) guessStackPointers(funcs []program.Func) {
 // written1 returns the register an instruction writes (calls aside), if any.
 func written1(ins isa.Instruction) (uint8, bool) {
 	switch isa.Class(ins.Op) {
-	case isa.ClassALU, isa.ClassALU64, isa.ClassLD, isa.ClassLDX:
+	case isa.ClassLD:
+		if m := isa.Mode(ins.Op); m == isa.ModeABS || m == isa.ModeIND {
+			return isa.R0, true
+		}
+		return ins.Dst(), true
+	case isa.ClassALU, isa.ClassALU64, isa.ClassLDX:
 		return ins.Dst(), true
 	case isa.ClassSTX:
 		if isa.Mode(ins.Op) != isa.ModeATOMIC {

@@ -145,6 +145,14 @@ func (g *gen) body(k int, n int) {
 			for reg := uint8(1); reg <= 5; reg++ { // r1-r5 are clobbered
 				g.mov64(reg, g.r.imm())
 			}
+		case sel < 225: // legacy packet load into r0
+			sz := []uint8{isa.SizeB, isa.SizeH, isa.SizeW}[g.r.u8()%3]
+			imm := int32(g.r.u8()%24) - 2
+			if g.r.u8()%2 == 0 {
+				g.emit(isa.Make(isa.ClassLD|isa.ModeABS|sz, 0, 0, 0, imm))
+			} else {
+				g.emit(isa.Make(isa.ClassLD|isa.ModeIND|sz, 0, g.reg(), 0, imm))
+			}
 		case sel < 235 && k < len(g.funcs)-1: // call a later subprogram
 			to := k + 1 + int(g.r.u8())%(len(g.funcs)-1-k)
 			g.emit(isa.Make(isa.OpCall, 0, isa.PseudoCallLocal, 0, int32(to))) // fixed up below
@@ -300,7 +308,7 @@ func genProgram(data []byte) *program.Program {
 }
 
 // diffEnv is the environment of a differential run: the memory, helper 5 (a constant) and
-// helper 7 (a function of its arguments), a budget.
+// helper 7 (a function of its arguments), a packet, a budget.
 func diffEnv(t testing.TB, mem []byte) *helper.Env {
 	env := rawEnv(t, mem)
 	if err := env.Helpers.Register(helper.GetPrandomU32, func(_ *helper.Env, a *[5]uint64) (uint64, error) {
@@ -309,6 +317,7 @@ func diffEnv(t testing.TB, mem []byte) *helper.Env {
 		t.Fatal(err)
 	}
 	env.Budget = 5000
+	env.Data = pkt{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}
 	return env
 }
 

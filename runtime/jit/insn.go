@@ -401,9 +401,12 @@ func (c *compiler) helperCall(call func()) {
 	}
 }
 
-// ld emits lddw (the only LD instruction the runtime runs).
+// ld emits lddw or a legacy packet load.
 func (c *compiler) ld(pc int, ins isa.Instruction) error {
 	a := &c.a
+	if m := isa.Mode(ins.Op); m == isa.ModeABS || m == isa.ModeIND {
+		return c.ldPacket(pc, ins)
+	}
 	if ins.Op != isa.OpLdDW {
 		return fmt.Errorf("unsupported LD instruction")
 	}
@@ -430,8 +433,47 @@ func (c *compiler) ld(pc int, ins isa.Instruction) error {
 				a.aluRR(true, aluAdd, dst, rAux)
 			}
 		}
+	case isa.PseudoFunc: // a subprogram for a helper's callback: its instruction index, as in the interpreter
+		a.movRI(true, dst, int64(pc+1+int(ins.Imm)))
 	default:
 		return fmt.Errorf("unsupported lddw source %d", ins.Src())
+	}
+	return nil
+}
+
+// ldPacket emits LD_ABS or LD_IND: r0 = the big-endian value at a 32-bit signed offset in the
+// block's packet (plus src for LD_IND). A load outside the packet ends the program with r0 = 0,
+// as in the kernel and the interpreter; r1-r5 are left alone.
+func (c *compiler) ldPacket(pc int, ins isa.Instruction) error {
+	a := &c.a
+	size := isa.Bytes(isa.SizeOf(ins.Op))
+	if size == 8 {
+		return fmt.Errorf("packet load of 8 bytes")
+	}
+	if isa.Mode(ins.Op) == isa.ModeIND {
+		a.movRR(false, rAux, regMap[ins.Src()])
+		a.aluRI(false, aluAdd, rAux, ins.Imm)
+	} else {
+		a.movRI(false, rAux, int64(uint32(ins.Imm)))
+	}
+	a.movsxRR(true, 4, rAux, rAux) // negative offsets become huge
+	a.aluMI(true, aluCmp, at(rBlk, offPacket), 0)
+	c.jcc(condE, c.faultStub(FaultPacket, pc), true)
+	if c.faultExit < 0 {
+		c.faultExit = c.newLabel()
+	}
+	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offPacketLen))
+	a.aluRI(true, aluSub, rTmp, int32(size))
+	c.jcc(condB, c.faultExit, true) // shorter than the load: r0 = 0, no fault
+	a.aluRR(true, aluCmp, rAux, rTmp)
+	c.jcc(condA, c.faultExit, true)
+	a.aluRM(true, aluAdd, rAux, at(rBlk, offPacket))
+	a.load(size, rax, at(rAux, 0))
+	switch size {
+	case 2:
+		a.rol16(rax)
+	case 4:
+		a.bswap(false, rax)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfu/ebpfu/runtime/helper"
+	"github.com/ebpfu/ebpfu/runtime/memory"
 	"github.com/ebpfu/ebpfu/runtime/program"
 )
 
@@ -170,8 +171,12 @@ const statusHelper = 1
 // (Go functions, run on the goroutine's stack between two legs of compiled code); memory
 // accesses the verifier marked are checked against the run's stack and env.Mem; the run stops
 // with a *program.Fault when one fails, when env.Budget is exhausted (counted on back-edges)
-// or when a helper fails. Run may be called from many goroutines at once.
+// or when a helper fails. env may be nil for a program that needs no memory, maps or helpers.
+// Run may be called from many goroutines at once.
 func (f *Func) Run(env *helper.Env, args [5]uint64) (uint64, error) {
+	if env == nil {
+		env = &helper.Env{}
+	}
 	if f.closed.Load() {
 		return 0, errors.New("jit: run: function closed")
 	}
@@ -233,8 +238,22 @@ func (f *Func) setup(b *runBlock, env *helper.Env, th *thunks, args [5]uint64) e
 			b.Regions[i].Writable = 1
 		}
 	}
+	b.Packet, b.PacketLen = 0, 0
+	if src, ok := env.Data.(packetSource); ok {
+		pkt := src.Packet()
+		b.Packet, b.PacketLen = uint64(uintptr(unsafe.Pointer(b))), 0 // an empty packet is still one
+		if len(pkt) > 0 {
+			b.Packet, b.PacketLen = memory.Addr(pkt), uint64(len(pkt))
+		}
+	}
 	b.args = args
 	return nil
+}
+
+// packetSource is what the legacy packet loads read from, as for the interpreter
+// (interp.PacketSource): an embedder whose env.Data implements it gives the run's packet.
+type packetSource interface {
+	Packet() []byte
 }
 
 // run runs compiled code until it returns, serving its helper calls.
@@ -299,6 +318,8 @@ func (f *Func) fault(b *runBlock, env *helper.Env) error {
 		return &program.Fault{PC: pc, Reason: fmt.Sprintf("call depth exceeds %d frames", StackSize/512)}
 	case FaultCallx:
 		return &program.Fault{PC: pc, Reason: "call to an unknown helper"}
+	case FaultPacket:
+		return &program.Fault{PC: pc, Reason: "packet load in a run without a packet"}
 	case FaultAlign:
 		return &program.Fault{PC: pc, Reason: fmt.Sprintf("misaligned atomic access of %d bytes at %#x", b.FaultInfo, b.FaultAddr)}
 	}

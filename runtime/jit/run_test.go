@@ -315,13 +315,13 @@ func TestCompileRefuses(t *testing.T) {
 		"into lddw":         {isa.Make(isa.OpJA, 0, 0, 1, 0), isa.Make(isa.OpLdDW, 0, 0, 0, 1), {}, ex},
 		"truncated lddw":    {ex, isa.Make(isa.OpLdDW, 0, 0, 0, 1)},
 		"kfunc":             {isa.Make(isa.OpCall, 0, isa.PseudoKfuncCall, 0, 1), ex},
-		"packet load":       {isa.Make(isa.ClassLD|isa.ModeABS|isa.SizeB, 0, 0, 0, 1), ex},
+		"packet load of 8":  {isa.Make(isa.ClassLD|isa.ModeABS|isa.SizeDW, 0, 0, 0, 1), ex},
 		"unknown ALU":       {isa.Make(0xe7, 0, 0, 0, 0), ex},
 		"byte swap 8":       {isa.Make(isa.ClassALU|isa.ALUEnd, 0, 0, 0, 8), ex},
 		"atomic 2 bytes":    {isa.Make(isa.ClassSTX|isa.ModeATOMIC|isa.SizeH, 10, 1, -8, isa.AtomicAdd), ex},
 		"fetch into r10":    {isa.Make(isa.ClassSTX|isa.ModeATOMIC|isa.SizeDW, 1, 10, 0, isa.AtomicXchg), ex},
 		"map out of range":  {isa.Make(isa.OpLdDW, 0, isa.PseudoMapFD, 0, 3), {}, ex},
-		"lddw of a func":    {isa.Make(isa.OpLdDW, 0, isa.PseudoFunc, 0, 1), {}, ex},
+		"lddw of a BTF id":  {isa.Make(isa.OpLdDW, 0, isa.PseudoBTFID, 0, 1), {}, ex},
 		"call to no func":   {isa.Make(isa.OpCall, 0, isa.PseudoCallLocal, 0, 0), ex, ex},
 		"negative helper":   {isa.Make(isa.OpCall, 0, 0, 0, -1), ex},
 		"movsx 32 in ALU32": {isa.Make(isa.ClassALU|isa.ALUMov|isa.SrcX, 0, 1, 32, 0), ex},
@@ -434,5 +434,63 @@ func TestPreemptionAndGC(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// pkt is a packet for the legacy packet loads.
+type pkt []byte
+
+func (p pkt) Packet() []byte { return p }
+
+func TestPacketLoads(t *testing.T) {
+	m := interp.New()
+	packet := pkt{0x12, 0x34, 0x56, 0x78, 0x9a}
+	for _, c := range []struct {
+		src  string
+		data any
+		want uint64
+		pc   int // of the fault, -1 for none
+	}{
+		{"ldabsb 1\nexit", packet, 0x34, -1},
+		{"ldabsh 1\nexit", packet, 0x3456, -1},
+		{"ldabsw 1\nexit", packet, 0x3456789a, -1},
+		{"ldabsw 2\nexit", packet, 0, -1},
+		{"ldabsb 5\nexit", packet, 0, -1},
+		{"ldabsb -1\nexit", packet, 0, -1},
+		{"mov %r6, 2\nldindh %r6, 1\nexit", packet, 0x789a, -1},
+		{"mov %r6, -1\nldindb %r6, 1\nexit", packet, 0x12, -1},
+		{"mov %r6, 4\nldindh %r6, 0\nexit", packet, 0, -1},
+		{"mov %r1, 7\nldabsb 0\nadd %r0, %r1\nexit", packet, 0x19, -1},
+		{"ldabsb 0\nexit", pkt{}, 0, -1},
+		{"ldabsb 0\nexit", nil, 0, 0},
+		{"call local f\nmov %r0, 9\nexit\nf:\nldabsb 9\nexit", packet, 0, -1},
+	} {
+		p := progOf(asm(t, c.src), true)
+		for k, runner := range []func() (uint64, error){
+			func() (uint64, error) { return m.Run(p, &helper.Env{Data: c.data}, [5]uint64{}) },
+			func() (uint64, error) { return runJIT(t, p, &helper.Env{Data: c.data}, [5]uint64{}) },
+		} {
+			r, err := runner()
+			if c.pc >= 0 {
+				wantFault(t, err, c.pc, "packet load in a run without a packet")
+				continue
+			}
+			if err != nil || r != c.want {
+				t.Errorf("%q (executor %d): %#x, %v; want %#x", c.src, k, r, err, c.want)
+			}
+		}
+	}
+}
+
+func TestFunctionReference(t *testing.T) {
+	insns := []isa.Instruction{
+		isa.Make(isa.OpLdDW, isa.R0, isa.PseudoFunc, 0, 2), {},
+		isa.Make(isa.OpExit, 0, 0, 0, 0),
+		isa.Make(isa.OpExit, 0, 0, 0, 0),
+	}
+	p := progOf(insns, false)
+	p.Funcs = []program.Func{{Start: 0, End: 3}, {Start: 3, End: 4}}
+	if r, err := runJIT(t, p, nil, [5]uint64{}); err != nil || r != 3 {
+		t.Errorf("lddw of a function: %d, %v", r, err)
 	}
 }

@@ -11,25 +11,25 @@
 #include "textflag.h"
 
 // Offsets in runBlock, after the context block (see run_linux_amd64.go).
-#define GO_SP 0x238
-#define GO_BP 0x240
-#define GO_BX 0x248
-#define GO_R12 0x250
-#define GO_R13 0x258
-#define GO_R14 0x260
-#define GO_R15 0x268
-#define JIT_SP 0x270
-#define JIT_BX 0x278
-#define JIT_BP 0x280
-#define JIT_R12 0x288
-#define JIT_R13 0x290
-#define JIT_R14 0x298
-#define JIT_R15 0x2a0
-#define STACK_TOP 0x2a8
-#define HELPER_ID 0x2b0
-#define HELPER_ARGS 0x2b8
-#define ARGS 0x2e0
-#define RESULT 0x308
+#define GO_SP 0x248
+#define GO_BP 0x250
+#define GO_BX 0x258
+#define GO_R12 0x260
+#define GO_R13 0x268
+#define GO_R14 0x270
+#define GO_R15 0x278
+#define JIT_SP 0x280
+#define JIT_BX 0x288
+#define JIT_BP 0x290
+#define JIT_R12 0x298
+#define JIT_R13 0x2a0
+#define JIT_R14 0x2a8
+#define JIT_R15 0x2b0
+#define STACK_TOP 0x2b8
+#define HELPER_ID 0x2c0
+#define HELPER_ARGS 0x2c8
+#define ARGS 0x2f0
+#define RESULT 0x318
 
 // SAVE_GO saves the Go side's registers but BP, which each site saves itself (in plain sight of
 // vet's frame pointer check).
