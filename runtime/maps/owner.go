@@ -2,6 +2,8 @@ package maps
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
@@ -31,7 +33,7 @@ func Alive(owner uint32) bool {
 	}
 	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(id), 10) + "/stat")
 	if err != nil {
-		return !os.IsNotExist(err) && err.(*os.PathError).Err != syscall.ESRCH
+		return !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ESRCH)
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 || i+2 >= len(b) {
