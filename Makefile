@@ -9,9 +9,14 @@ export GOFLAGS
 
 all: build
 
-build:
+build: $(BIN)/libebpfu.so
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+
+# the agent preloaded into traced processes (cshim/, C)
+$(BIN)/libebpfu.so: $(wildcard cshim/*.c cshim/*.h cshim/*.S cshim/maps/*.c cshim/maps/*.h) cshim/build.sh
+	@mkdir -p $(BIN)
+	cshim/build.sh $@
 
 # deps installs the Debian packages the tests and benchmarks use when one is missing.
 deps:

@@ -1,0 +1,700 @@
+/* The agent's life in a traced process: the constructor (state directory, registration, the
+ * attachments present at start-up, the doorbell), fork children, and the sync that brings the
+ * process's patches in line with the attachments table (docs/probes.md).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "agent.h"
+
+struct agent ebpfu_agent;
+
+void ebpfu_stop_handler(void *uctx);
+void ebpfu_patch_forget(void);
+
+/* ---- small utilities ---- */
+
+void ebpfu_log(const char *a, const char *b, long n)
+{
+	if (!ebpfu_agent.debug)
+		return;
+	char buf[512], *p = buf;
+	const char *pre = "ebpfu agent: ";
+	for (const char *s = pre; *s && p < buf + 400; s++)
+		*p++ = *s;
+	for (const char *s = a; s && *s && p < buf + 450; s++)
+		*p++ = *s;
+	for (const char *s = b; s && *s && p < buf + 490; s++)
+		*p++ = *s;
+	if (n >= 0) {
+		char tmp[24];
+		int k = 0;
+		*p++ = ' ';
+		do
+			tmp[k++] = (char)('0' + n % 10);
+		while (n /= 10);
+		while (k)
+			*p++ = tmp[--k];
+	}
+	*p++ = '\n';
+	esys3(SYS_write, 2, buf, p - buf);
+}
+
+static char *put_str(char *p, char *end, const char *s)
+{
+	while (*s && p < end)
+		*p++ = *s++;
+	*p = 0;
+	return p;
+}
+
+static char *put_u64(char *p, char *end, uint64_t v)
+{
+	char tmp[24];
+	int k = 0;
+	do
+		tmp[k++] = (char)('0' + v % 10);
+	while (v /= 10);
+	while (k && p < end)
+		*p++ = tmp[--k];
+	*p = 0;
+	return p;
+}
+
+uint32_t ebpfu_tid(struct tstate *t)
+{
+	if (t->fork_gen != ebpfu_agent.fork_gen + 1) {
+		t->tid = (uint32_t)esys0(SYS_gettid);
+		t->pid = (uint32_t)ebpfu_agent.pid;
+		t->mt.owner = t->tid;
+		t->mt.alive = 0;
+		t->lease = 0;
+		t->fork_gen = ebpfu_agent.fork_gen + 1;
+	}
+	return t->tid;
+}
+
+/* ---- /proc/self/maps ---- */
+
+struct mapping {
+	uint64_t lo, hi, off, ino;
+	uint32_t major, minor;
+	int prot;
+	const char *path;
+};
+
+static uint64_t hexnum(const char **pp)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	for (;; p++) {
+		char c = *p;
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (uint64_t)(c - '0');
+		else if ((c | 32) >= 'a' && (c | 32) <= 'f')
+			v = v * 16 + (uint64_t)((c | 32) - 'a' + 10);
+		else
+			break;
+	}
+	*pp = p;
+	return v;
+}
+
+static uint64_t decnum(const char **pp)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	while (*p >= '0' && *p <= '9')
+		v = v * 10 + (uint64_t)(*p++ - '0');
+	*pp = p;
+	return v;
+}
+
+static int parse_line(const char *p, struct mapping *m)
+{
+	m->lo = hexnum(&p);
+	if (*p++ != '-')
+		return -1;
+	m->hi = hexnum(&p);
+	if (*p++ != ' ')
+		return -1;
+	m->prot = (p[0] == 'r' ? PROT_READ : 0) | (p[1] == 'w' ? PROT_WRITE : 0) | (p[2] == 'x' ? PROT_EXEC : 0);
+	p += 5;
+	m->off = hexnum(&p);
+	p++;
+	m->major = (uint32_t)hexnum(&p);
+	p++;
+	m->minor = (uint32_t)hexnum(&p);
+	p++;
+	m->ino = decnum(&p);
+	while (*p == ' ')
+		p++;
+	m->path = p;
+	return 0;
+}
+
+/* maps_each calls fn for each line of /proc/self/maps until it returns non-zero. */
+static int maps_each(int (*fn)(const struct mapping *, void *), void *arg)
+{
+	static char buf[8192];
+	long f = esys3(SYS_open, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
+	if (f < 0)
+		return -1;
+	long have = 0, n;
+	int r = 0;
+	while (!r && (n = esys3(SYS_read, f, buf + have, sizeof buf - 1 - have)) > 0) {
+		have += n;
+		char *line = buf;
+		for (;;) {
+			char *nl = line;
+			while (nl < buf + have && *nl != '\n')
+				nl++;
+			if (nl == buf + have)
+				break;
+			*nl = 0;
+			struct mapping m;
+			if (parse_line(line, &m) == 0 && (r = fn(&m, arg)) != 0)
+				break;
+			line = nl + 1;
+		}
+		have = (buf + have) - line;
+		for (long i = 0; i < have; i++)
+			buf[i] = line[i];
+		if (have == (long)sizeof buf - 1) /* a line longer than the buffer: drop it */
+			have = 0;
+	}
+	esys1(SYS_close, f);
+	return r;
+}
+
+struct find_prot {
+	uint64_t addr;
+	int prot;
+};
+
+static int find_prot(const struct mapping *m, void *arg)
+{
+	struct find_prot *fp = arg;
+	if (fp->addr >= m->lo && fp->addr < m->hi) {
+		fp->prot = m->prot;
+		return 1;
+	}
+	return 0;
+}
+
+/* ebpfu_prot returns the protection of the mapping that holds addr. */
+int ebpfu_prot(uint64_t addr)
+{
+	struct find_prot fp = {addr, PROT_READ | PROT_EXEC};
+	maps_each(find_prot, &fp);
+	return fp.prot;
+}
+
+struct find_mod {
+	uint32_t major, minor;
+	uint64_t ino, off;
+	const char *path;
+	uint64_t addr;
+};
+
+static int streq(const char *a, const char *b)
+{
+	while (*a && *a == *b)
+		a++, b++;
+	return *a == *b;
+}
+
+static int find_mod(const struct mapping *m, void *arg)
+{
+	struct find_mod *fm = arg;
+	if (!(m->prot & PROT_EXEC) || m->ino == 0)
+		return 0;
+	int same = fm->ino ? (m->ino == fm->ino && m->major == fm->major && m->minor == fm->minor)
+			   : streq(m->path, fm->path);
+	if (!same || fm->off < m->off || fm->off >= m->off + (m->hi - m->lo))
+		return 0;
+	fm->addr = m->lo + (fm->off - m->off);
+	return 1;
+}
+
+/* ---- the state directory and the table ---- */
+
+static uint32_t outer_uid(void)
+{
+	char buf[256];
+	uint32_t uid = ebpfu_agent.uid;
+	long f = esys3(SYS_open, "/proc/self/uid_map", O_RDONLY | O_CLOEXEC, 0);
+	if (f < 0)
+		return uid;
+	long n = esys3(SYS_read, f, buf, sizeof buf - 1);
+	esys1(SYS_close, f);
+	if (n <= 0)
+		return uid;
+	buf[n] = 0;
+	const char *p = buf;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		uint64_t first = decnum(&p);
+		while (*p == ' ')
+			p++;
+		uint64_t lower = decnum(&p);
+		while (*p == ' ')
+			p++;
+		uint64_t count = decnum(&p);
+		if (uid >= first && uid - first < count)
+			return (uint32_t)(lower + (uid - first));
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+	}
+	return uid;
+}
+
+/* private_dir makes sure path is a directory of this user that no one else may enter. */
+static int private_dir(const char *path, int create)
+{
+	struct stat st;
+	if (create)
+		esys2(SYS_mkdir, path, 0700);
+	if (esys2(SYS_lstat, path, &st) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != ebpfu_agent.uid || (st.st_mode & 077))
+		return -1;
+	return 0;
+}
+
+static int state_dir(void)
+{
+	char *d = ebpfu_agent.dir, *end = d + sizeof ebpfu_agent.dir - 32;
+	const char *env = getenv("EBPFU_STATE_DIR");
+	const char *x = getenv("XDG_RUNTIME_DIR");
+	if (env && *env) {
+		put_str(d, end, env);
+	} else if (x && *x) {
+		put_str(put_str(d, end, x), end, "/ebpfu");
+	} else {
+		put_u64(put_str(d, end, "/dev/shm/ebpfu-"), end, outer_uid());
+	}
+	return private_dir(d, 1);
+}
+
+static void path_in(char *out, uint64_t size, const char *a, const char *b)
+{
+	char *end = out + size - 1;
+	char *p = put_str(out, end, ebpfu_agent.dir);
+	p = put_str(p, end, "/");
+	p = put_str(p, end, a);
+	if (b) {
+		p = put_str(p, end, "/");
+		put_str(p, end, b);
+	}
+}
+
+static void open_table(void)
+{
+	char path[320];
+	struct stat st;
+	if (ebpfu_agent.table || !ebpfu_agent.dir[0])
+		return;
+	path_in(path, sizeof path, EBPFU_ATT_FILE, 0);
+	long f = esys3(SYS_open, path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (f < 0)
+		return;
+	if (esys2(SYS_fstat, f, &st) < 0 || st.st_uid != ebpfu_agent.uid || st.st_size < EBPFU_ATT_FILE_SIZE) {
+		esys1(SYS_close, f);
+		return;
+	}
+	long m = esys6(SYS_mmap, 0, EBPFU_ATT_FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	esys1(SYS_close, f);
+	if (m < 0 && m > -4096)
+		return;
+	uint8_t *t = (uint8_t *)m;
+	if (ld64(t, EBPFU_ATT_HDR_MAGIC) != EBPFU_ATT_MAGIC || ld32(t, EBPFU_ATT_HDR_VERSION) != EBPFU_ATT_VERSION ||
+	    ld32(t, EBPFU_ATT_HDR_NSLOTS) > EBPFU_ATT_NSLOTS || ld32(t, EBPFU_ATT_HDR_NCPU) > EBPFU_ATT_MAX_CPUS) {
+		esys2(SYS_munmap, m, EBPFU_ATT_FILE_SIZE);
+		return;
+	}
+	ebpfu_agent.ncpu = ld32(t, EBPFU_ATT_HDR_NCPU);
+	ebpfu_agent.budget = ld64(t, EBPFU_ATT_HDR_BUDGET);
+	__atomic_store_n(&ebpfu_agent.table, t, __ATOMIC_RELEASE);
+}
+
+static void register_self(void)
+{
+	char path[320], name[24];
+	if (!ebpfu_agent.dir[0])
+		return;
+	path_in(path, sizeof path, EBPFU_PROCS_DIR, 0);
+	if (private_dir(path, 1) < 0)
+		return;
+	put_u64(name, name + sizeof name - 1, (uint64_t)ebpfu_agent.pid);
+	path_in(path, sizeof path, EBPFU_PROCS_DIR, name);
+	long f = esys3(SYS_open, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (f >= 0)
+		esys1(SYS_close, f);
+}
+
+static void unregister_self(void)
+{
+	char path[320], name[24];
+	if (!ebpfu_agent.dir[0] || ebpfu_agent.pid != (int32_t)esys0(SYS_getpid))
+		return;
+	put_u64(name, name + sizeof name - 1, (uint64_t)ebpfu_agent.pid);
+	path_in(path, sizeof path, EBPFU_PROCS_DIR, name);
+	esys1(SYS_unlink, path);
+}
+
+void ebpfu_slot_error(uint32_t i, const char *why)
+{
+	uint8_t *s = ebpfu_agent.table + EBPFU_ATT_SLOTS + (uint64_t)i * EBPFU_ATT_SLOT_SIZE;
+	__atomic_add_fetch((uint32_t *)(s + EBPFU_SLOT_NERR), 1, __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)(s + EBPFU_SLOT_ERR_PID), (uint32_t)ebpfu_agent.pid, __ATOMIC_RELAXED);
+	char *e = (char *)s + EBPFU_SLOT_ERR;
+	uint64_t k = 0;
+	for (; why[k] && k < 119; k++)
+		e[k] = why[k];
+	e[k] = 0;
+	ebpfu_log("slot error: ", why, i);
+}
+
+/* ---- the sync ---- */
+
+struct applied {
+	uint64_t id;
+	struct site *site;
+	struct prog *prog;
+	uint32_t ret;
+};
+
+static struct applied applied[EBPFU_ATT_NSLOTS];
+static uint64_t failed[EBPFU_ATT_NSLOTS]; /* the id that failed in this process */
+static uint64_t applied_gen;
+
+/* slot_prog builds the process's record of slot i's program. */
+static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
+{
+	uint32_t nmaps = ld32(s, EBPFU_SLOT_NMAPS);
+	if (nmaps > EBPFU_MAX_MAPS) {
+		*why = "malformed slot";
+		return 0;
+	}
+	struct obj *code = ebpfu_obj_get(ld32(s, EBPFU_SLOT_CODE_OBJ));
+	uint32_t entry = ld32(s, EBPFU_SLOT_CODE_ENTRY);
+	if (!code || code->kind != EBPFU_OBJ_CODE || entry >= code->size) {
+		*why = "cannot map the program's code";
+		return 0;
+	}
+	struct prog *p = ebpfu_bump(sizeof *p + 16 * (uint64_t)(nmaps + 1));
+	if (!p) {
+		*why = "out of memory";
+		return 0;
+	}
+	ezero(p, sizeof *p);
+	p->maps = (uint64_t *)(p + 1);
+	p->map_values = p->maps + nmaps + 1;
+	p->entry = (ebpfu_entry_fn)(code->base + entry);
+	p->attach_id = ld64(s, EBPFU_SLOT_ID);
+	p->cookie = ld64(s, EBPFU_SLOT_COOKIE);
+	p->slot = i;
+	p->nmaps = nmaps;
+	p->func_entry = (ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_FUNC_ENTRY) != 0;
+	for (uint32_t j = 0; j < nmaps; j++) {
+		struct obj *o = ebpfu_obj_get(ld32(s, EBPFU_SLOT_MAP_IDS + 4 * j));
+		if (!o || o->kind != EBPFU_OBJ_MAP) {
+			*why = "cannot map one of the program's maps";
+			return 0;
+		}
+		struct ebpfu_map *m = &o->map;
+		p->maps[j] = (uint64_t)m;
+		if (m->type == EBPFU_MAP_ARRAY)
+			p->map_values[j] = (uint64_t)(m->base + m->data_off);
+		if (m->type == EBPFU_MAP_PERCPU_ARRAY || m->type == EBPFU_MAP_PERCPU_HASH ||
+		    m->type == EBPFU_MAP_LRU_PERCPU_HASH || m->type == EBPFU_MAP_PERF_EVENT_ARRAY)
+			p->needs_lease = 1;
+		if (p->nregions < EBPFU_MAX_REGIONS - 1 && m->type != EBPFU_MAP_PERF_EVENT_ARRAY &&
+		    m->type != EBPFU_MAP_PROG_ARRAY) {
+			struct ebpfu_region *r = &p->regions[p->nregions++];
+			r->start = (uint64_t)(m->base + m->data_off);
+			r->end = r->start + m->data_size;
+			r->writable = 1;
+		}
+	}
+	return p;
+}
+
+static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
+{
+	const char *why = 0;
+	struct find_mod fm = {
+		.major = ld32(s, EBPFU_SLOT_DEV_MAJOR),
+		.minor = ld32(s, EBPFU_SLOT_DEV_MINOR),
+		.ino = ld64(s, EBPFU_SLOT_INO),
+		.off = ld64(s, EBPFU_SLOT_OFFSET),
+		.path = (const char *)s + EBPFU_SLOT_PATH,
+	};
+	if (maps_each(find_mod, &fm) <= 0)
+		return; /* the file is not mapped here (yet) */
+	struct prog *p = slot_prog(i, s, &why);
+	struct site *site = 0;
+	if (p) {
+		site = ebpfu_site_find(fm.addr);
+		if (site) {
+			uint32_t disp = ld32(s, EBPFU_SLOT_DISP_LEN);
+			for (uint32_t k = 0; k < 5 && k < disp; k++)
+				if (site->orig[k] != s[EBPFU_SLOT_ORIG + k])
+					why = "the code at the probe point differs from the file's";
+		} else {
+			site = ebpfu_site_new(fm.addr, s, &why);
+		}
+	}
+	if (why || !site) {
+		failed[i] = id;
+		ebpfu_slot_error(i, why ? why : "cannot attach");
+		return;
+	}
+	applied[i].id = id;
+	applied[i].site = site;
+	applied[i].prog = p;
+	applied[i].ret = (ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_RETPROBE) != 0;
+	__atomic_add_fetch((uint32_t *)(s + EBPFU_SLOT_NAPPLIED), 1, __ATOMIC_RELAXED);
+}
+
+/* publish gives every site the lists of its applied programs, in slot order. */
+static void publish(void)
+{
+	for (struct site *s = 0; (s = ebpfu_site_next(s)) != 0;) {
+		uint32_t ne = 0, nr = 0;
+		for (uint32_t i = 0; i < EBPFU_ATT_NSLOTS; i++) {
+			if (applied[i].id && applied[i].site == s) {
+				if (applied[i].ret)
+					nr++;
+				else
+					ne++;
+			}
+		}
+		struct proglist *el = 0, *rl = 0;
+		if (ne)
+			el = ebpfu_bump(sizeof *el + 8 * (uint64_t)ne);
+		if (nr)
+			rl = ebpfu_bump(sizeof *rl + 8 * (uint64_t)nr);
+		if ((ne && !el) || (nr && !rl))
+			continue;
+		if (el)
+			el->n = 0;
+		if (rl)
+			rl->n = 0;
+		for (uint32_t i = 0; i < EBPFU_ATT_NSLOTS; i++) {
+			if (applied[i].id && applied[i].site == s) {
+				struct proglist *l = applied[i].ret ? rl : el;
+				l->p[l->n++] = applied[i].prog;
+			}
+		}
+		__atomic_store_n(&s->entry, el, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->ret, rl, __ATOMIC_RELEASE);
+		s->want = (ne + nr) != 0;
+	}
+}
+
+static void sync_once(void *uctx)
+{
+	open_table();
+	uint8_t *t = ebpfu_agent.table;
+	if (!t)
+		return;
+	uint64_t gen = ld64(t, EBPFU_ATT_HDR_GEN);
+	if (gen == applied_gen)
+		return;
+	uint32_t nslots = ld32(t, EBPFU_ATT_HDR_NSLOTS);
+	int changed = 0;
+	for (uint32_t i = 0; i < nslots; i++) {
+		const uint8_t *s = t + EBPFU_ATT_SLOTS + (uint64_t)i * EBPFU_ATT_SLOT_SIZE;
+		uint32_t seq, state = 0;
+		uint64_t id = 0;
+		for (int tries = 0; tries < 1000; tries++) {
+			seq = ld32(s, EBPFU_SLOT_SEQ);
+			if (seq & 1) {
+				esys0(SYS_sched_yield);
+				continue;
+			}
+			state = ld32(s, EBPFU_SLOT_STATE);
+			id = ld64(s, EBPFU_SLOT_ID);
+			if (ld32(s, EBPFU_SLOT_SEQ) == seq)
+				break;
+		}
+		int active = state == 1 && id != 0;
+		if (applied[i].id && (!active || applied[i].id != id)) {
+			applied[i].id = 0;
+			changed = 1;
+		}
+		if (active && applied[i].id != id && failed[i] != id) {
+			attach_slot(i, s, id);
+			changed |= applied[i].id == id;
+		}
+	}
+	if (changed) {
+		publish();
+		int missing = ebpfu_patch_apply(uctx);
+		if (missing)
+			ebpfu_log("threads that could not be stopped while patching:", 0, missing);
+	}
+	applied_gen = gen;
+}
+
+static uint32_t sync_lock, sync_pending;
+
+/* ack writes the generation this process applied into its procs file, for the server's Ring. */
+static void ack(void)
+{
+	char path[320], name[24];
+	if (!ebpfu_agent.table)
+		return;
+	put_u64(name, name + sizeof name - 1, (uint64_t)ebpfu_agent.pid);
+	path_in(path, sizeof path, EBPFU_PROCS_DIR, name);
+	long f = esys3(SYS_open, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (f < 0)
+		return;
+	esys4(SYS_pwrite64, f, &applied_gen, 8, 0);
+	esys1(SYS_close, f);
+}
+
+/* ebpfu_sync applies the table to this process. Only one thread syncs at a time; a doorbell
+ * that finds a sync in progress leaves it to that thread. */
+void ebpfu_sync(void *uctx)
+{
+	for (;;) {
+		uint32_t zero = 0;
+		__atomic_store_n(&sync_pending, 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_compare_exchange_n(&sync_lock, &zero, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return;
+		while (__atomic_exchange_n(&sync_pending, 0, __ATOMIC_SEQ_CST))
+			sync_once(uctx);
+		ack();
+		__atomic_store_n(&sync_lock, 0, __ATOMIC_RELEASE);
+		if (!__atomic_load_n(&sync_pending, __ATOMIC_SEQ_CST))
+			return;
+	}
+}
+
+/* ---- the doorbell and the host's handler of the same signal ---- */
+
+static struct sigaction host_act; /* what the host set for the doorbell signal */
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+static int installed;
+
+static void chain(int sig, siginfo_t *si, void *uctx)
+{
+	if (host_act.sa_handler == SIG_IGN)
+		return;
+	if (host_act.sa_handler == SIG_DFL) { /* what the signal would have done: terminate */
+		struct sigaction dfl;
+		ezero(&dfl, sizeof dfl);
+		dfl.sa_handler = SIG_DFL;
+		real_sigaction(sig, &dfl, 0);
+		uint64_t set = 1ull << (sig - 1);
+		esys4(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, 0, 8);
+		esys3(SYS_tgkill, esys0(SYS_getpid), esys0(SYS_gettid), sig);
+		return;
+	}
+	if (host_act.sa_flags & SA_SIGINFO)
+		host_act.sa_sigaction(sig, si, uctx);
+	else
+		host_act.sa_handler(sig);
+}
+
+static void doorbell(int sig, siginfo_t *si, void *uctx)
+{
+	if (si->si_code == SI_QUEUE && si->si_value.sival_int == 0x73746f70 && si->si_pid == ebpfu_agent.pid) {
+		ebpfu_stop_handler(uctx);
+		return;
+	}
+	if (si->si_code == SI_QUEUE && si->si_value.sival_int == EBPFU_DOORBELL_VALUE) {
+		ebpfu_sync(uctx);
+		return;
+	}
+	chain(sig, si, uctx);
+}
+
+/* sigaction and signal keep the doorbell installed when the host sets a handler for its signal:
+ * the host's handler is recorded and receives the signals that are not the agent's. */
+__attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (!real_sigaction)
+		real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
+	if (sig != EBPFU_DOORBELL_SIGNAL || !installed)
+		return real_sigaction(sig, act, old);
+	if (old)
+		*old = host_act;
+	if (act)
+		host_act = *act;
+	return 0;
+}
+
+__attribute__((visibility("default"))) sighandler_t signal(int sig, sighandler_t h)
+{
+	struct sigaction act, old;
+	ezero(&act, sizeof act);
+	act.sa_handler = h;
+	act.sa_flags = SA_RESTART;
+	if (sigaction(sig, &act, &old) < 0)
+		return SIG_ERR;
+	return old.sa_handler;
+}
+
+static void install_doorbell(void)
+{
+	real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
+	if (!real_sigaction)
+		return;
+	struct sigaction act;
+	ezero(&act, sizeof act);
+	act.sa_sigaction = doorbell;
+	act.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+	sigfillset(&act.sa_mask);
+	if (real_sigaction(EBPFU_DOORBELL_SIGNAL, &act, &host_act) == 0)
+		installed = 1;
+}
+
+/* ---- process life ---- */
+
+static void fork_child(void)
+{
+	ebpfu_agent.pid = (int32_t)esys0(SYS_getpid);
+	ebpfu_agent.fork_gen++;
+	sync_lock = 0;
+	sync_pending = 0;
+	ebpfu_patch_forget();
+	register_self();
+}
+
+__attribute__((constructor(101))) static void ebpfu_init(void)
+{
+	ebpfu_agent.pid = (int32_t)esys0(SYS_getpid);
+	ebpfu_agent.uid = (uint32_t)esys0(SYS_getuid);
+	ebpfu_agent.gid = (uint32_t)esys0(SYS_getgid);
+	const char *dbg = getenv("EBPFU_DEBUG");
+	ebpfu_agent.debug = dbg && *dbg && *dbg != '0';
+	ebpfu_helpers_init();
+	if (state_dir() < 0) {
+		ebpfu_log("no private state directory: ", ebpfu_agent.dir, -1);
+		ebpfu_agent.dir[0] = 0;
+		return;
+	}
+	install_doorbell();
+	pthread_atfork(0, 0, fork_child);
+	register_self();
+	ebpfu_sync(0);
+}
+
+__attribute__((destructor)) static void ebpfu_fini(void)
+{
+	unregister_self();
+}

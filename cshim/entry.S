@@ -1,0 +1,100 @@
+/* The agent's two trampolines in assembly (docs/probes.md).
+ *
+ * ebpfu_entry_common is called by a site's stub (patch.c) with the probed code's stack 128 bytes
+ * lower (its red zone is left alone) and the stub's return address on top; the site's address is
+ * 19 bytes before that return address. It saves the registers and flags as the kernel's struct
+ * pt_regs, calls ebpfu_fire(site, regs) on a 16-byte aligned stack, restores everything and
+ * returns into the stub, which runs the displaced instructions.
+ *
+ * ebpfu_ret_tramp is where a function with return probes returns: it builds pt_regs the same
+ * way (rax is the return value), asks ebpfu_ret_fire for the original return address and goes
+ * there with every register as the function left it.
+ */
+	.text
+
+	.macro SAVE_REGS
+	pushq $0x2b		/* ss */
+	pushq $0		/* sp */
+	pushfq			/* flags */
+	pushq $0x33		/* cs */
+	pushq $0		/* ip */
+	pushq $-1		/* orig_ax */
+	pushq %rdi
+	pushq %rsi
+	pushq %rdx
+	pushq %rcx
+	pushq %rax
+	pushq %r8
+	pushq %r9
+	pushq %r10
+	pushq %r11
+	pushq %rbx
+	pushq %rbp
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	cld
+	.endm
+
+	.macro RESTORE_REGS
+	popq %r15
+	popq %r14
+	popq %r13
+	popq %r12
+	popq %rbp
+	popq %rbx
+	popq %r11
+	popq %r10
+	popq %r9
+	popq %r8
+	popq %rax
+	popq %rcx
+	popq %rdx
+	popq %rsi
+	popq %rdi
+	leaq 24(%rsp), %rsp	/* orig_ax, ip, cs */
+	popfq
+	leaq 16(%rsp), %rsp	/* sp, ss */
+	.endm
+
+	.globl ebpfu_entry_common
+	.hidden ebpfu_entry_common
+	.type ebpfu_entry_common, @function
+	.p2align 4
+ebpfu_entry_common:
+	SAVE_REGS
+	leaq 168+8+128(%rsp), %rax	/* the probed code's rsp */
+	movq %rax, 152(%rsp)
+	movq 168(%rsp), %rdi		/* the stub's return address */
+	movq -19(%rdi), %rdi		/* the site */
+	movq %rsp, %rsi
+	movq %rsp, %rbx
+	andq $-16, %rsp
+	call ebpfu_fire
+	movq %rbx, %rsp
+	RESTORE_REGS
+	ret
+	.size ebpfu_entry_common, .-ebpfu_entry_common
+
+	.globl ebpfu_ret_tramp
+	.hidden ebpfu_ret_tramp
+	.type ebpfu_ret_tramp, @function
+	.p2align 4
+ebpfu_ret_tramp:
+	leaq -128(%rsp), %rsp
+	pushq $0			/* becomes the original return address */
+	SAVE_REGS
+	leaq 168+8+128(%rsp), %rax	/* rsp after the function's ret */
+	movq %rax, 152(%rsp)
+	movq %rsp, %rdi
+	movq %rsp, %rbx
+	andq $-16, %rsp
+	call ebpfu_ret_fire
+	movq %rbx, %rsp
+	movq %rax, 168(%rsp)
+	RESTORE_REGS
+	ret $128
+	.size ebpfu_ret_tramp, .-ebpfu_ret_tramp
+
+	.section .note.GNU-stack, "", @progbits

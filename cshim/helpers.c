@@ -1,0 +1,453 @@
+/* The helpers programs call in traced processes, indexed by helper number (the JIT calls
+ * helpers[n] with r1-r5 and the block as a sixth argument). They follow the kernel's semantics
+ * for a uprobe program; reads of user memory never fault (process_vm_readv on the process
+ * itself), and nothing here changes errno or anything else the host sees.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "agent.h"
+
+#define EFAULT_ 14
+#define EINVAL_ 22
+#define ERANGE_ 34
+#define ENOENT_ 2
+#define ENOTSUPP_ 524
+
+#define BLK struct ebpfu_ctx *blk
+#define TS ((struct tstate *)blk)
+#define UNUSED(x) (void)(x)
+
+uint64_t ebpfu_real_return(struct tstate *t, uint64_t addr, uint32_t *pending);
+
+/* ---- reading user memory without faulting ---- */
+
+/* readmem copies n bytes at src to dst, or returns how many it could copy from the start. */
+static uint64_t readmem(struct tstate *t, void *dst, uint64_t src, uint64_t n)
+{
+	if (n == 0)
+		return 0;
+	struct iovec l = {dst, n}, r = {(void *)src, n};
+	ebpfu_tid(t);
+	long got = esys6(SYS_process_vm_readv, t->pid, (long)&l, 1, (long)&r, 1, 0);
+	if (got == (long)n)
+		return n;
+	if (got > 0)
+		return (uint64_t)got;
+	/* a range across an unmapped page: read up to the page boundary */
+	uint64_t first = 4096 - (src & 4095);
+	if (first >= n)
+		return 0;
+	r.iov_len = l.iov_len = first;
+	got = esys6(SYS_process_vm_readv, t->pid, (long)&l, 1, (long)&r, 1, 0);
+	return got > 0 ? (uint64_t)got : 0;
+}
+
+static uint64_t probe_read_user(uint64_t dst, uint64_t size, uint64_t src, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r4), UNUSED(r5);
+	if (readmem(TS, (void *)dst, src, size) == size)
+		return 0;
+	ezero((void *)dst, size);
+	return (uint64_t)-EFAULT_;
+}
+
+/* probe_read_user_str: copies the string at src up to size-1 bytes and a NUL, returns its length
+ * with the NUL, or -EFAULT (dst zeroed) when its first byte cannot be read. */
+static uint64_t probe_read_user_str(uint64_t dst, uint64_t size, uint64_t src, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r4), UNUSED(r5);
+	char *d = (char *)dst;
+	if (size == 0)
+		return 0;
+	uint64_t done = 0;
+	while (done < size - 1) {
+		uint64_t chunk = 4096 - ((src + done) & 4095);
+		if (chunk > size - 1 - done)
+			chunk = size - 1 - done;
+		uint64_t got = readmem(TS, d + done, src + done, chunk);
+		for (uint64_t i = 0; i < got; i++) {
+			if (d[done + i] == 0)
+				return done + i + 1;
+		}
+		done += got;
+		if (got < chunk) {
+			if (done == 0) {
+				ezero(d, size);
+				return (uint64_t)-EFAULT_;
+			}
+			break;
+		}
+	}
+	d[done] = 0;
+	return done + 1;
+}
+
+/* The kernel refuses user addresses to probe_read_kernel (copy_from_kernel_nofault_allowed):
+ * -ERANGE with the buffer zeroed; kernel addresses are out of reach: -EFAULT. */
+static uint64_t probe_read_kernel(uint64_t dst, uint64_t size, uint64_t src, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	ezero((void *)dst, size);
+	return (uint64_t)(src < 0x00007ffffffff000ull + 4096 ? -ERANGE_ : -EFAULT_);
+}
+
+static uint64_t probe_read_kernel_str(uint64_t dst, uint64_t size, uint64_t src, uint64_t r4, uint64_t r5, BLK)
+{
+	return probe_read_kernel(dst, size, src, r4, r5, blk);
+}
+
+/* bpf_probe_read (4) and bpf_probe_read_str (45) read either space on x86: here, user memory. */
+
+/* ---- maps ---- */
+
+static uint64_t map_lookup_elem(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	return (uint64_t)ebpfu_map_lookup_elem((struct ebpfu_map *)map, (const void *)key, &TS->mt);
+}
+
+static uint64_t map_update_elem(uint64_t map, uint64_t key, uint64_t value, uint64_t flags, uint64_t r5, BLK)
+{
+	UNUSED(r5);
+	return (uint64_t)ebpfu_map_update_elem((struct ebpfu_map *)map, (const void *)key, (const void *)value, flags,
+					       &TS->mt);
+}
+
+static uint64_t map_delete_elem(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	return (uint64_t)ebpfu_map_delete_elem((struct ebpfu_map *)map, (const void *)key, &TS->mt);
+}
+
+/* ---- output ---- */
+
+static struct ebpfu_map *resolve_ring(uint32_t ref, void *arg)
+{
+	UNUSED(arg);
+	struct obj *o = ebpfu_obj_get(ref);
+	return o && o->kind == EBPFU_OBJ_RING ? &o->map : 0;
+}
+
+#define PERF_RECORD_MISC_USER 2
+
+static uint64_t perf_event_output(uint64_t ctx, uint64_t map, uint64_t flags, uint64_t data, uint64_t size, BLK)
+{
+	UNUSED(ctx);
+	return (uint64_t)ebpfu_perf_event_output((struct ebpfu_map *)map, flags, (const void *)data, size,
+						 PERF_RECORD_MISC_USER, &TS->mt, resolve_ring, 0);
+}
+
+static uint64_t ringbuf_output(uint64_t map, uint64_t data, uint64_t size, uint64_t flags, uint64_t r5, BLK)
+{
+	UNUSED(r5);
+	return (uint64_t)ebpfu_ringbuf_output((struct ebpfu_map *)map, (const void *)data, size, flags, &TS->mt);
+}
+
+static uint64_t ringbuf_reserve(uint64_t map, uint64_t size, uint64_t flags, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r4), UNUSED(r5);
+	return (uint64_t)ebpfu_ringbuf_reserve((struct ebpfu_map *)map, size, flags, &TS->mt);
+}
+
+static struct ebpfu_map *ringbuf_of(struct tstate *t, uint64_t sample)
+{
+	const struct prog *p = t->prog;
+	for (uint32_t i = 0; p && i < p->nmaps; i++) {
+		struct ebpfu_map *m = (struct ebpfu_map *)p->maps[i];
+		if (m->type == EBPFU_MAP_RINGBUF && sample >= (uint64_t)m->base && sample < (uint64_t)m->base + m->size)
+			return m;
+	}
+	return 0;
+}
+
+static uint64_t ringbuf_submit(uint64_t sample, uint64_t flags, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	struct ebpfu_map *m = ringbuf_of(TS, sample);
+	if (m)
+		ebpfu_ringbuf_submit(m, (void *)sample, flags);
+	return 0;
+}
+
+static uint64_t ringbuf_discard(uint64_t sample, uint64_t flags, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	struct ebpfu_map *m = ringbuf_of(TS, sample);
+	if (m)
+		ebpfu_ringbuf_discard(m, (void *)sample, flags);
+	return 0;
+}
+
+static uint64_t ringbuf_query(uint64_t map, uint64_t flags, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return ebpfu_ringbuf_query((struct ebpfu_map *)map, flags);
+}
+
+static uint64_t trace_printk(uint64_t fmt, uint64_t size, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	/* the kernel writes to trace_pipe, which no tool here reads; the host's output stays its own */
+	UNUSED(fmt), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return size;
+}
+
+/* ---- the current task ---- */
+
+static uint64_t get_current_pid_tgid(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	uint32_t tid = ebpfu_tid(TS);
+	return (uint64_t)TS->pid << 32 | tid;
+}
+
+static uint64_t get_current_uid_gid(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return (uint64_t)ebpfu_agent.gid << 32 | ebpfu_agent.uid;
+}
+
+#define PR_GET_NAME_ 16
+
+static uint64_t get_current_comm(uint64_t buf, uint64_t size, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	struct tstate *t = TS;
+	char *d = (char *)buf;
+	if (size == 0)
+		return (uint64_t)-EINVAL_;
+	ebpfu_tid(t);
+	if (t->comm_gen != ebpfu_agent.fork_gen + 1) {
+		ezero(t->comm, sizeof t->comm);
+		esys2(SYS_prctl, PR_GET_NAME_, t->comm);
+		t->comm_gen = ebpfu_agent.fork_gen + 1;
+	}
+	uint64_t i = 0;
+	for (; i + 1 < size && i < 15 && t->comm[i]; i++)
+		d[i] = t->comm[i];
+	for (; i < size; i++) /* strscpy_pad */
+		d[i] = 0;
+	return 0;
+}
+
+static uint64_t get_smp_processor_id(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	struct tstate *t = TS;
+	if (t->lease)
+		return t->lease - 1;
+	int c = sched_getcpu();
+	uint32_t n = ebpfu_agent.ncpu ? ebpfu_agent.ncpu : 1;
+	return c < 0 ? 0 : (uint64_t)c % n;
+}
+
+static uint64_t get_current_task(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return 0;
+}
+
+static uint64_t zero_helper(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return 0;
+}
+
+static uint64_t get_prandom_u32(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	static __thread uint64_t s __attribute__((tls_model("initial-exec")));
+	if (!s) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		s = ((uint64_t)ts.tv_nsec << 20) ^ ebpfu_tid(TS) ^ 0x9e3779b97f4a7c15ull;
+	}
+	s ^= s << 13;
+	s ^= s >> 7;
+	s ^= s << 17;
+	return (uint32_t)(s >> 16);
+}
+
+/* ---- time ---- */
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts); /* the vDSO; never fails for these clocks */
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ktime_get_ns(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+static uint64_t ktime_get_boot_ns(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return clock_ns(CLOCK_BOOTTIME);
+}
+
+static uint64_t ktime_get_coarse_ns(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return clock_ns(CLOCK_MONOTONIC_COARSE);
+}
+
+static uint64_t ktime_get_tai_ns(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return clock_ns(CLOCK_TAI);
+}
+
+static uint64_t jiffies64(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return clock_ns(CLOCK_MONOTONIC_COARSE) / 4000000ull; /* HZ=250 */
+}
+
+/* ---- the probe ---- */
+
+static uint64_t get_attach_cookie(uint64_t ctx, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(ctx), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	return TS->prog ? TS->prog->cookie : 0;
+}
+
+static uint64_t get_func_ip(uint64_t ctx, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	if (TS->ret_addr)
+		return TS->ret_addr;
+	return ((struct ebpfu_pt_regs *)ctx)->ip;
+}
+
+/* ---- stacks ---- */
+
+#define MAX_STACK 127
+
+/* walk fills ips with the user stack of the probe (innermost first) by frame pointers, as the
+ * kernel's perf_callchain_user does, with the caller's return address at a function's entry
+ * and original return addresses in place of the return trampoline. */
+static uint32_t walk(struct tstate *t, uint64_t *ips, uint32_t max)
+{
+	struct ebpfu_pt_regs *r = t->regs;
+	uint32_t n = 0, pending = 0;
+	if (!r || max == 0)
+		return 0;
+	ips[n++] = r->ip;
+	uint64_t bp = r->bp;
+	if (!t->ret_addr && t->prog && n < max) {
+		/* at a function's entry the frame is not set up yet: its return address is at sp */
+		uint64_t ra;
+		if (t->prog->func_entry && readmem(t, &ra, r->sp, 8) == 8)
+			ips[n++] = ebpfu_real_return(t, ra, &pending);
+	}
+	while (n < max && bp && !(bp & 7)) {
+		uint64_t fr[2];
+		if (readmem(t, fr, bp, 16) != 16)
+			break;
+		if (!fr[1])
+			break;
+		ips[n++] = ebpfu_real_return(t, fr[1], &pending);
+		if (fr[0] <= bp)
+			break;
+		bp = fr[0];
+	}
+	return n;
+}
+
+static uint64_t get_stackid(uint64_t ctx, uint64_t map, uint64_t flags, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(ctx), UNUSED(r4), UNUSED(r5);
+	uint64_t ips[MAX_STACK];
+	uint32_t n = 0;
+	if (flags & EBPFU_F_USER_STACK)
+		n = walk(TS, ips, MAX_STACK);
+	return (uint64_t)ebpfu_get_stackid((struct ebpfu_map *)map, ips, n, flags, &TS->mt);
+}
+
+#define BPF_F_USER_BUILD_ID (1ull << 11)
+
+static uint64_t get_stack(uint64_t ctx, uint64_t buf, uint64_t size, uint64_t flags, uint64_t r5, BLK)
+{
+	UNUSED(ctx), UNUSED(r5);
+	uint64_t skip = flags & EBPFU_F_SKIP_FIELD_MASK;
+	if ((flags & ~(EBPFU_F_SKIP_FIELD_MASK | EBPFU_F_USER_STACK | BPF_F_USER_BUILD_ID)) ||
+	    (!(flags & EBPFU_F_USER_STACK) && (flags & BPF_F_USER_BUILD_ID)) || (flags & BPF_F_USER_BUILD_ID) ||
+	    size % 8) {
+		ezero((void *)buf, size);
+		return (uint64_t)-EINVAL_;
+	}
+	uint64_t ips[MAX_STACK];
+	uint32_t n = 0;
+	if (flags & EBPFU_F_USER_STACK)
+		n = walk(TS, ips, MAX_STACK);
+	if (n <= skip) {
+		ezero((void *)buf, size);
+		return (uint64_t)-EFAULT_;
+	}
+	uint64_t want = size / 8, have = n - skip;
+	if (have > want)
+		have = want;
+	ecopy((void *)buf, ips + skip, have * 8);
+	if (have * 8 < size)
+		ezero((uint8_t *)buf + have * 8, size - have * 8);
+	return have * 8;
+}
+
+/* unsupported answers helpers the agent lacks (the server refuses programs that call them). */
+static uint64_t unsupported(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	return (uint64_t)-ENOTSUPP_;
+}
+
+void ebpfu_helpers_init(void)
+{
+	for (int i = 0; i < EBPFU_NHELPERS; i++)
+		if (!ebpfu_helpers[i])
+			ebpfu_helpers[i] = (const void *)unsupported;
+}
+
+#define H(n, f) [n] = (const void *)f
+
+const void *ebpfu_helpers[EBPFU_NHELPERS] = {
+	H(1, map_lookup_elem),
+	H(2, map_update_elem),
+	H(3, map_delete_elem),
+	H(4, probe_read_user),
+	H(5, ktime_get_ns),
+	H(6, trace_printk),
+	H(7, get_prandom_u32),
+	H(8, get_smp_processor_id),
+	H(14, get_current_pid_tgid),
+	H(15, get_current_uid_gid),
+	H(16, get_current_comm),
+	H(25, perf_event_output),
+	H(27, get_stackid),
+	H(35, get_current_task),
+	H(42, zero_helper), /* get_numa_node_id */
+	H(45, probe_read_user_str),
+	H(67, get_stack),
+	H(80, zero_helper), /* get_current_cgroup_id */
+	H(112, probe_read_user),
+	H(113, probe_read_kernel),
+	H(114, probe_read_user_str),
+	H(115, probe_read_kernel_str),
+	H(118, jiffies64),
+	H(125, ktime_get_boot_ns),
+	H(130, ringbuf_output),
+	H(131, ringbuf_reserve),
+	H(132, ringbuf_submit),
+	H(133, ringbuf_discard),
+	H(134, ringbuf_query),
+	H(160, ktime_get_coarse_ns),
+	H(173, get_func_ip),
+	H(174, get_attach_cookie),
+	H(208, ktime_get_tai_ns),
+};

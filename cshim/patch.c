@@ -1,0 +1,399 @@
+/* Patching (DESIGN.md section 6, docs/probes.md): trampolines near the probed code and the jump
+ * that leads to them, written while the process's other threads are held in the agent's signal
+ * handler.
+ *
+ * A site's trampoline ("stub") is 192 bytes of a read-write-execute chunk mapped within +-2 GB
+ * of the probed code:
+ *
+ *	+0   .quad ebpfu_entry_common
+ *	+8   .quad the site
+ *	+16  lea rsp, [rsp-128]          leave the red zone alone
+ *	+21  call [rip-27]               ebpfu_entry_common: pt_regs, programs (entry.S)
+ *	+27  lea rsp, [rsp+128]
+ *	+35  the displaced instructions, relocated (bytes and fixups computed by server/attach)
+ *	     jmp [rip+0]; .quad probe + displaced length
+ *
+ * Patching a running process has two hazards: another thread may execute the bytes while they
+ * change, and a thread may have executed some of the displaced instructions but not all (it
+ * sits, preempted, at an instruction boundary inside the displaced range) and would resume in
+ * the middle of the jump. Both are handled by stopping the world as garbage collectors do: every
+ * other thread gets the agent's signal and waits in the handler until the patch is written; a
+ * thread whose interrupted instruction pointer is inside a range being patched is moved to the
+ * same instruction in the relocated copy. Returning from the handler serializes the thread
+ * (iret), so it fetches the new bytes. A thread that blocks the signal cannot be stopped: the
+ * jump is then written with one aligned 8-byte store when it fits in one (functions are 16-byte
+ * aligned), which instruction fetch sees whole.
+ *
+ * Detaching writes the original bytes back. Stubs are never freed: a thread may still be inside
+ * one, and it runs the displaced instructions and jumps back to code that is original again.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+
+#include "agent.h"
+
+#define STUB_SIZE 192
+#define STUB_CODE 16
+#define STUB_COPY 35
+#define CHUNK_SIZE 65536
+#define MAX_SITES 256
+#define MAX_CHUNKS 32
+#define MAX_THREADS 4096
+#define STOP_MAGIC 0x73746f70 /* "stop" */
+
+static struct site sites[MAX_SITES];
+static uint32_t nsites;
+
+struct chunk {
+	uint8_t *base;
+	uint32_t used;
+};
+static struct chunk chunks[MAX_CHUNKS];
+static uint32_t nchunks;
+
+struct site *ebpfu_site_find(uint64_t addr)
+{
+	for (uint32_t i = 0; i < nsites; i++)
+		if (sites[i].addr == addr)
+			return &sites[i];
+	return 0;
+}
+
+/* ebpfu_site_next iterates over the sites: the first after s (NULL: the first one). */
+struct site *ebpfu_site_next(struct site *s)
+{
+	uint32_t i = s ? (uint32_t)(s - sites) + 1 : 0;
+	return i < nsites ? &sites[i] : 0;
+}
+
+static int near(uint64_t a, uint64_t b)
+{
+	uint64_t d = a > b ? a - b : b - a;
+	return d < 0x7fff0000ull - CHUNK_SIZE;
+}
+
+/* chunk_near maps a new chunk within reach of addr. */
+static uint8_t *chunk_near(uint64_t addr)
+{
+	for (int dir = 0; dir < 2; dir++) {
+		for (uint64_t delta = 1ull << 20; delta < 0x70000000ull; delta += 16ull << 20) {
+			uint64_t hint = dir == 0 ? addr - delta : addr + delta;
+			if (dir == 0 && addr < delta + 0x10000)
+				break;
+			hint &= ~0xffffull;
+			long m = esys6(SYS_mmap, (long)hint, CHUNK_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+			if (m < 0 && m > -4096)
+				continue;
+			if (near((uint64_t)m, addr))
+				return (uint8_t *)m;
+			esys2(SYS_munmap, m, CHUNK_SIZE);
+		}
+	}
+	return 0;
+}
+
+static uint8_t *stub_alloc(uint64_t addr)
+{
+	for (uint32_t i = 0; i < nchunks; i++) {
+		struct chunk *c = &chunks[i];
+		if (c->used + STUB_SIZE <= CHUNK_SIZE && near((uint64_t)c->base, addr)) {
+			uint8_t *p = c->base + c->used;
+			c->used += STUB_SIZE;
+			return p;
+		}
+	}
+	if (nchunks == MAX_CHUNKS)
+		return 0;
+	uint8_t *base = chunk_near(addr);
+	if (!base)
+		return 0;
+	chunks[nchunks].base = base;
+	chunks[nchunks].used = STUB_SIZE;
+	nchunks++;
+	return base;
+}
+
+static void put32(uint8_t *p, uint32_t v) { ecopy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { ecopy(p, &v, 8); }
+
+/* ebpfu_site_new makes the site and trampoline for a probe at addr from a table slot, after
+ * checking that the code there is what the slot was computed from. */
+struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why)
+{
+	uint32_t disp = ld32(slot, EBPFU_SLOT_DISP_LEN), clen = ld32(slot, EBPFU_SLOT_COPY_LEN);
+	uint32_t nfix = ld32(slot, EBPFU_SLOT_NFIX), nbound = ld32(slot, EBPFU_SLOT_NBOUND);
+	if (disp < 5 || disp > EBPFU_MAX_ORIG || clen > EBPFU_MAX_COPY || nfix > EBPFU_MAX_FIXUPS ||
+	    nbound > EBPFU_MAX_BOUNDS || STUB_COPY + clen + 14 > STUB_SIZE) {
+		*why = "malformed slot";
+		return 0;
+	}
+	const uint8_t *orig = slot + EBPFU_SLOT_ORIG;
+	for (uint32_t i = 0; i < disp; i++) {
+		if (((const uint8_t *)addr)[i] != orig[i]) {
+			*why = "the code at the probe point differs from the file's";
+			return 0;
+		}
+	}
+	if (nsites == MAX_SITES) {
+		*why = "too many probe points in one process";
+		return 0;
+	}
+	uint8_t *b = stub_alloc(addr);
+	if (!b) {
+		*why = "no memory for a trampoline within 2 GB of the probe point";
+		return 0;
+	}
+	struct site *s = &sites[nsites];
+	ezero(s, sizeof *s);
+	s->addr = addr;
+	s->stub = b + STUB_CODE;
+	s->copy = b + STUB_COPY;
+	s->disp_len = disp;
+	s->nbound = nbound;
+	ecopy(s->bounds, slot + EBPFU_SLOT_BOUNDS, sizeof s->bounds);
+	ecopy(s->orig, orig, disp);
+
+	put64(b, (uint64_t)ebpfu_entry_common);
+	put64(b + 8, (uint64_t)s);
+	static const uint8_t code[] = {
+		0x48, 0x8d, 0x64, 0x24, 0x80,                   /* lea rsp, [rsp-128] */
+		0xff, 0x15, 0xe5, 0xff, 0xff, 0xff,             /* call [rip-27] */
+		0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00, /* lea rsp, [rsp+128] */
+	};
+	ecopy(b + STUB_CODE, code, sizeof code);
+	uint8_t *c = b + STUB_COPY;
+	ecopy(c, slot + EBPFU_SLOT_COPY, clen);
+	for (uint32_t i = 0; i < nfix; i++) {
+		const uint8_t *f = slot + EBPFU_SLOT_FIXUPS + 16 * i;
+		uint16_t at, end;
+		uint32_t kind;
+		int64_t target;
+		ecopy(&at, f, 2);
+		ecopy(&end, f + 2, 2);
+		ecopy(&kind, f + 4, 4);
+		ecopy(&target, f + 8, 8);
+		uint64_t abs = addr + (uint64_t)target;
+		if (kind == EBPFU_FIX_REL32 && at + 4u <= clen && end <= clen) {
+			int64_t rel = (int64_t)(abs - ((uint64_t)c + end));
+			if (rel != (int32_t)rel) {
+				*why = "a displaced instruction's rip-relative operand is out of the trampoline's reach";
+				return 0;
+			}
+			put32(c + at, (uint32_t)(int32_t)rel);
+		} else if (kind == EBPFU_FIX_ABS64 && at + 8u <= clen) {
+			put64(c + at, abs);
+		} else {
+			*why = "malformed fixup";
+			return 0;
+		}
+	}
+	c[clen] = 0xff; /* jmp [rip+0] */
+	c[clen + 1] = 0x25;
+	put32(c + clen + 2, 0);
+	put64(c + clen + 6, addr + disp);
+	nsites++;
+	return s;
+}
+
+/* ---- writing code ---- */
+
+/* text_write writes n bytes at addr in code, one aligned 8-byte store when they fit in one. */
+static int text_write(uint64_t addr, const uint8_t *bytes, uint32_t n)
+{
+	uint64_t page = addr & ~4095ull, end = (addr + n + 4095) & ~4095ull;
+	int prot = ebpfu_prot(addr);
+	if (esys3(SYS_mprotect, page, end - page, PROT_READ | PROT_WRITE | PROT_EXEC) < 0)
+		return -1;
+	uint64_t word = addr & ~7ull;
+	if (addr + n <= word + 8) {
+		uint64_t v = *(volatile uint64_t *)word;
+		ecopy((uint8_t *)&v + (addr - word), bytes, n);
+		__atomic_store_n((uint64_t *)word, v, __ATOMIC_SEQ_CST);
+	} else {
+		ecopy((uint8_t *)addr + 1, bytes + 1, n - 1);
+		__atomic_store_n((uint8_t *)addr, bytes[0], __ATOMIC_SEQ_CST);
+	}
+	esys3(SYS_mprotect, page, end - page, prot | PROT_EXEC);
+	return 0;
+}
+
+static int patch_site(struct site *s, int on)
+{
+	uint8_t jmp[5];
+	if (on) {
+		int64_t rel = (int64_t)((uint64_t)s->stub - (s->addr + 5));
+		jmp[0] = 0xe9;
+		put32(jmp + 1, (uint32_t)(int32_t)rel);
+		return text_write(s->addr, jmp, 5);
+	}
+	return text_write(s->addr, s->orig, 5);
+}
+
+/* ---- stopping the world ---- */
+
+static struct {
+	uint32_t gen;      /* the round */
+	uint32_t done_gen; /* rounds whose patch is written */
+	uint32_t active;   /* a round is in progress */
+	uint32_t acks;
+	uint32_t nplan;
+	struct site *plan[MAX_SITES]; /* sites being patched in (threads inside are moved) */
+} stw;
+
+#define FUTEX_WAIT_ 0
+#define FUTEX_WAKE_ 1
+
+/* move_ip moves an instruction pointer inside a displaced range of a site being patched in to
+ * the same instruction of its relocated copy. */
+static void move_ip(uint64_t *ip)
+{
+	for (uint32_t i = 0; i < stw.nplan; i++) {
+		struct site *s = stw.plan[i];
+		if (*ip <= s->addr || *ip >= s->addr + s->disp_len)
+			continue;
+		for (uint32_t k = 1; k < s->nbound; k++) {
+			if (s->addr + s->bounds[k][0] == *ip) {
+				*ip = (uint64_t)s->copy + s->bounds[k][1];
+				return;
+			}
+		}
+	}
+}
+
+static void fix_context(void *uctx)
+{
+	if (!uctx)
+		return;
+	ucontext_t *uc = uctx;
+	uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+	move_ip(&ip);
+	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
+}
+
+/* ebpfu_stop_handler is the part of the signal handler that serves a stop request. */
+void ebpfu_stop_handler(void *uctx)
+{
+	if (!__atomic_load_n(&stw.active, __ATOMIC_ACQUIRE))
+		return;
+	uint32_t g = __atomic_load_n(&stw.gen, __ATOMIC_ACQUIRE);
+	fix_context(uctx);
+	__atomic_add_fetch(&stw.acks, 1, __ATOMIC_ACQ_REL);
+	esys6(SYS_futex, (long)&stw.acks, FUTEX_WAKE_, 1, 0, 0, 0);
+	for (;;) {
+		uint32_t d = __atomic_load_n(&stw.done_gen, __ATOMIC_ACQUIRE);
+		if ((int32_t)(d - g) >= 0)
+			break;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		esys6(SYS_futex, (long)&stw.done_gen, FUTEX_WAIT_, d, (long)&ts, 0, 0);
+	}
+}
+
+static uint32_t tids[MAX_THREADS];
+
+/* list_threads reads the thread ids of the process into tids (the caller's excluded). */
+static uint32_t list_threads(uint32_t self)
+{
+	static char buf[4096];
+	uint32_t n = 0;
+	long f = esys3(SYS_open, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (f < 0)
+		return 0;
+	long got;
+	while ((got = esys3(SYS_getdents64, f, buf, sizeof buf)) > 0) {
+		for (long off = 0; off < got;) {
+			uint16_t reclen;
+			ecopy(&reclen, buf + off + 16, 2);
+			const char *name = buf + off + 19;
+			uint32_t tid = 0;
+			int ok = name[0] != 0;
+			for (const char *p = name; *p; p++) {
+				if (*p < '0' || *p > '9')
+					ok = 0;
+				tid = tid * 10 + (uint32_t)(*p - '0');
+			}
+			if (ok && tid != self && n < MAX_THREADS)
+				tids[n++] = tid;
+			off += reclen;
+		}
+	}
+	esys1(SYS_close, f);
+	return n;
+}
+
+static int stop_world(uint32_t self, int32_t pid)
+{
+	uint32_t n = list_threads(self);
+	if (n == 0)
+		return 0;
+	siginfo_t si;
+	ezero(&si, sizeof si);
+	si.si_signo = EBPFU_DOORBELL_SIGNAL;
+	si.si_code = SI_QUEUE;
+	si.si_pid = pid;
+	si.si_uid = ebpfu_agent.uid;
+	si.si_value.sival_int = STOP_MAGIC;
+	uint32_t sent = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (esys4(SYS_rt_tgsigqueueinfo, pid, tids[i], EBPFU_DOORBELL_SIGNAL, &si) == 0)
+			sent++;
+	/* wait for the acknowledgements: 200 ms at most (a thread that blocks the signal never
+	 * answers) */
+	for (int round = 0; round < 40; round++) {
+		uint32_t a = __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE);
+		if (a >= sent)
+			return (int)(sent - a);
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		esys6(SYS_futex, (long)&stw.acks, FUTEX_WAIT_, a, (long)&ts, 0, 0);
+	}
+	return (int)(sent - __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE));
+}
+
+/* ebpfu_patch_apply patches in the sites that want it and restores those that no longer do,
+ * with the process's other threads stopped. uctx is the interrupted context of the calling
+ * thread when it runs in a signal handler. Returns the threads that could not be stopped. */
+int ebpfu_patch_apply(void *uctx)
+{
+	uint32_t changes = 0;
+	stw.nplan = 0;
+	for (uint32_t i = 0; i < nsites; i++) {
+		if (sites[i].want != sites[i].patched) {
+			changes++;
+			if (sites[i].want)
+				stw.plan[stw.nplan++] = &sites[i];
+		}
+	}
+	if (!changes)
+		return 0;
+	int32_t pid = (int32_t)esys0(SYS_getpid);
+	uint32_t self = (uint32_t)esys0(SYS_gettid);
+	__atomic_store_n(&stw.acks, 0, __ATOMIC_RELEASE);
+	uint32_t g = __atomic_add_fetch(&stw.gen, 1, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&stw.active, 1, __ATOMIC_RELEASE);
+	int missing = stop_world(self, pid);
+	fix_context(uctx);
+	for (uint32_t i = 0; i < nsites; i++) {
+		struct site *s = &sites[i];
+		if (s->want == s->patched)
+			continue;
+		if (patch_site(s, (int)s->want) == 0)
+			s->patched = s->want;
+	}
+	__atomic_store_n(&stw.active, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&stw.done_gen, g, __ATOMIC_RELEASE);
+	esys6(SYS_futex, (long)&stw.done_gen, FUTEX_WAKE_, 0x7fffffff, 0, 0, 0);
+	stw.nplan = 0;
+	return missing;
+}
+
+/* ebpfu_patch_forget is called in a fork child: the parent's round, if any, is not the child's. */
+void ebpfu_patch_forget(void)
+{
+	stw.active = 0;
+	stw.done_gen = stw.gen;
+}
