@@ -41,13 +41,14 @@ const StackSize = 8 * 512
 
 // Fault codes that compiled code leaves in the block's fault word when it stops a program.
 const (
-	FaultNone   = 0
-	FaultBounds = 1 // a checked memory access outside the stack and the regions
-	FaultBudget = 2 // the instruction budget is exhausted
-	FaultDepth  = 3 // a bpf-to-bpf call deeper than the stack's frames
-	FaultCallx  = 4 // callx of a helper number outside the table, or with no function
-	FaultAlign  = 5 // a misaligned atomic access (FaultAddr and FaultInfo say which)
-	FaultPacket = 6 // a packet load (LD_ABS, LD_IND) in a run without a packet
+	FaultNone    = 0
+	FaultBounds  = 1 // a checked memory access outside the stack and the regions
+	FaultBudget  = 2 // the instruction budget is exhausted
+	FaultDepth   = 3 // a bpf-to-bpf call deeper than the stack's frames
+	FaultCallx   = 4 // callx of a helper number outside the table, or with no function
+	FaultAlign   = 5 // a misaligned atomic access (FaultAddr and FaultInfo say which)
+	FaultPacket  = 6 // a packet load (LD_ABS, LD_IND) in a run without a packet
+	FaultFellOff = 7 // execution ran past the last instruction of a function
 )
 
 // Region is one entry of the block's region table.

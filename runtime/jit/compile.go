@@ -466,8 +466,13 @@ func (c *compiler) emit() error {
 				c.offsets[pc] = uint32(c.a.pos())
 			}
 		}
-		// A verified function never runs off its end; trap if one does.
-		c.a.ud2()
+		// A verified function never runs off its end; stop the program if one does.
+		c.a.storeImm(4, at(rBlk, offFaultPC), int32(f.End-1))
+		c.a.storeImm(4, at(rBlk, offFault), FaultFellOff)
+		if c.faultExit < 0 {
+			c.faultExit = c.newLabel()
+		}
+		c.jmp(c.faultExit, true)
 	}
 	c.offsets[len(c.insns)] = uint32(c.a.pos())
 	c.emitStubs()

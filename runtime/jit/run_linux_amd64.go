@@ -318,6 +318,8 @@ func (f *Func) fault(b *runBlock, env *helper.Env) error {
 		return &program.Fault{PC: pc, Reason: fmt.Sprintf("call depth exceeds %d frames", StackSize/512)}
 	case FaultCallx:
 		return &program.Fault{PC: pc, Reason: "call to an unknown helper"}
+	case FaultFellOff:
+		return &program.Fault{PC: pc, Reason: "execution ran past the last instruction"}
 	case FaultPacket:
 		return &program.Fault{PC: pc, Reason: "packet load in a run without a packet"}
 	case FaultAlign:

@@ -19,6 +19,7 @@ enum {
 	EBPFU_FAULT_CALLX = 4,  /* a helper number >= nhelpers, or a NULL entry for callx */
 	EBPFU_FAULT_ALIGN = 5,  /* a misaligned atomic access */
 	EBPFU_FAULT_PACKET = 6, /* LD_ABS/LD_IND with packet == 0 */
+	EBPFU_FAULT_FELL_OFF = 7, /* execution ran past the last instruction of a function */
 };
 
 struct ebpfu_region {
