@@ -167,6 +167,8 @@ func (s *Server) maybeFree(obj object) {
 		if o.btf != nil {
 			s.release(o.btf)
 		}
+	case *perfObj:
+		o.free()
 	case *progObj:
 		for _, m := range o.maps {
 			s.release(m)

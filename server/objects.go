@@ -121,8 +121,11 @@ func (r *registry) alloc(kind Kind, o func(id uint32) object) (object, error) {
 // file of its shared memory; for other objects an unnamed file of its own, whose inode is the
 // fd's identity.
 func (r *registry) newFile(obj object) (*os.File, error) {
-	if o, ok := obj.(*mapObj); ok {
+	switch o := obj.(type) {
+	case *mapObj:
 		return r.mapFile(o)
+	case *perfObj:
+		return r.perfFile(o)
 	}
 	// Not a memfd: inotify reports no close of pseudo files.
 	f, err := r.state.objectFile()

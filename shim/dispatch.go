@@ -14,9 +14,14 @@ type entry struct {
 	serve handler
 }
 
-// perfIoctlMagic selects the perf_event ioctls ('$' << 8): the filter notifies only those, so
+// perfIoctlCond selects the perf_event ioctls ('$' << 8): the filter notifies only those, so
 // the countless tty and socket ioctls of a workload never reach the supervisor.
 var perfIoctlCond = []cond{{Arg: 1, Mask: 0xff00, Value: 0x2400}}
+
+// sharedFileMmapConds selects shared mappings of files (MAP_SHARED or MAP_SHARED_VALIDATE, fd not
+// -1), where perf rings are mapped; the many private and anonymous mappings of every process
+// never reach the supervisor.
+var sharedFileMmapConds = []cond{{Arg: 3, Mask: unix.MAP_SHARED, Value: unix.MAP_SHARED}, {Arg: 4, Mask: 0xffffffff, Value: 0xffffffff, Not: true}}
 
 // syscalls is the supervisor's dispatch table: every syscall the filter notifies, with the
 // handler that answers it. Keep it small: each notified call costs every process under the
@@ -25,6 +30,8 @@ var syscalls = map[uint32]entry{
 	unix.SYS_BPF:             {name: "bpf", serve: (*Supervisor).sysBPF},
 	unix.SYS_PERF_EVENT_OPEN: {name: "perf_event_open", serve: (*Supervisor).sysPerfEventOpen},
 	unix.SYS_IOCTL:           {name: "ioctl", conds: perfIoctlCond, serve: (*Supervisor).sysIoctl},
+	unix.SYS_MMAP:            {name: "mmap", conds: sharedFileMmapConds, serve: (*Supervisor).sysMmap},
+	unix.SYS_EPOLL_CTL:       {name: "epoll_ctl", serve: (*Supervisor).sysEpollCtl},
 
 	// The tool's own process is root; the workloads it starts see their real ids.
 	unix.SYS_GETUID:    {name: "getuid", serve: (*Supervisor).sysRootID},

@@ -38,6 +38,8 @@ type Supervisor struct {
 	l       *listener
 	table   *[maxNr]handler
 	toolPid int
+	epolls  map[epollKey]*epollReg // perf events in the tools' epoll sets
+	tty     int                    // the terminal whose foreground the tool took, or -1
 
 	// Notified counts the notifications served (for tests and benchmarks).
 	notified atomic.Uint64
@@ -48,7 +50,8 @@ func (s *Supervisor) Notified() uint64 { return s.notified.Load() }
 
 // Run starts the tool under a seccomp user-notification filter, serves its notified syscalls
 // until it exits, and returns how it exited. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the
-// shim are forwarded to the tool.
+// shim (or its process group) are forwarded to the tool, which runs in a process group of its
+// own and so receives each once.
 func Run(cfg Config) (*os.ProcessState, error) {
 	s, cmd, err := Start(cfg)
 	if err != nil {
@@ -63,9 +66,6 @@ func Run(cfg Config) (*os.ProcessState, error) {
 		for {
 			select {
 			case sig := <-sigs:
-				if sig == syscall.SIGINT && interactiveInterrupt() {
-					continue // the terminal sent it to the tool as well
-				}
 				cmd.Process.Signal(sig)
 			case <-done:
 				return
@@ -73,7 +73,7 @@ func Run(cfg Config) (*os.ProcessState, error) {
 		}
 	}()
 	err = cmd.Wait()
-	_ = s
+	s.restoreTerminal()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return nil, err
@@ -115,6 +115,15 @@ func Start(cfg Config) (*Supervisor, *exec.Cmd, error) {
 	cmd.Args[0] = "ebpfu-shim"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = orFile(cfg.Stdin, os.Stdin), orFile(cfg.Stdout, os.Stdout), orFile(cfg.Stderr, os.Stderr)
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 = initSockFD
+	// The tool gets a process group of its own, so a signal sent to the shim's group reaches it
+	// once, forwarded; when the shim owns the terminal, the tool's group takes the foreground,
+	// so the terminal's ^C reaches the tool alone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tty := -1
+	if pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pgrp == unix.Getpgrp() {
+		tty = 0
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
+	}
 	if err := cmd.Start(); err != nil {
 		theirs.Close()
 		return nil, nil, fmt.Errorf("starting the tool's init: %w", err)
@@ -126,7 +135,8 @@ func Start(cfg Config) (*Supervisor, *exec.Cmd, error) {
 		cmd.Wait()
 		return nil, nil, err
 	}
-	s := &Supervisor{cfg: cfg, srv: cfg.Server, l: &listener{fd: lfd}, table: dispatchTable(), toolPid: cmd.Process.Pid}
+	s := &Supervisor{cfg: cfg, srv: cfg.Server, l: &listener{fd: lfd}, table: dispatchTable(), toolPid: cmd.Process.Pid,
+		epolls: map[epollKey]*epollReg{}, tty: tty}
 	if err := s.l.setSyncWakeUp(); err != nil {
 		fmt.Fprintf(cfg.Log, "ebpfu-shim: SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: %v (serving without it)\n", err)
 	}
@@ -205,11 +215,14 @@ func (s *Supervisor) isTool(tid int) bool {
 	return unix.Stat("/proc/"+strconv.Itoa(s.toolPid)+"/task/"+strconv.Itoa(tid), &st) == nil
 }
 
-// interactiveInterrupt reports whether a SIGINT most likely came from the terminal, which
-// sends it to the tool too: the shim is in the terminal's foreground process group.
-func interactiveInterrupt() bool {
-	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
+// restoreTerminal gives the terminal's foreground back to the shim's process group.
+func (s *Supervisor) restoreTerminal() {
+	if s.tty < 0 {
+		return
+	}
+	signal.Ignore(syscall.SIGTTOU) // the shim's group is in the background until this is done
+	unix.IoctlSetPointerInt(s.tty, unix.TIOCSPGRP, unix.Getpgrp())
+	signal.Reset(syscall.SIGTTOU)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,9 +1,6 @@
 package shim
 
-import (
-	"fmt"
-	"syscall"
-)
+import "fmt"
 
 // sysBPF serves bpf(cmd, attr, size) through the server.
 func (s *Supervisor) sysBPF(r *Request) reply {
@@ -15,18 +12,6 @@ func (s *Supervisor) sysBPF(r *Request) reply {
 		return sendFile(res.File, !res.NoCloexec)
 	}
 	return value(res.Val)
-}
-
-// sysPerfEventOpen serves perf_event_open(2). Perf events are not modelled yet: the tool gets
-// the kernel's answer for a missing PMU and a line saying why.
-func (s *Supervisor) sysPerfEventOpen(r *Request) reply {
-	s.logf("perf_event_open is not supported yet")
-	return errno(syscall.ENOENT)
-}
-
-// sysIoctl serves the perf_event ioctls on our fds and lets every other one through.
-func (s *Supervisor) sysIoctl(r *Request) reply {
-	return cont()
 }
 
 // logf reports one line on the shim's log.

@@ -1,0 +1,120 @@
+package attach
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Point is a probe point: a place in an executable file, resolved and checked for patching.
+type Point struct {
+	// Path is the file as the tool named it; Dev and Ino identify it in processes' mappings.
+	Path         string
+	Major, Minor uint32
+	Ino          uint64
+	// Offset is the probe point's file offset (perf_event_attr.config2 of a uprobe).
+	Offset uint64
+	// Symbol is the function holding the point ("" when no symbol covers it); FuncEntry says
+	// the point is its first instruction.
+	Symbol    string
+	FuncEntry bool
+	Displaced *Displaced
+}
+
+// Resolve checks that the code at file offset off of the executable at path can be patched
+// with a jump and computes the relocation of what the jump displaces. A refusal is a one-line
+// reason. The function holding the point (from the ELF symbol tables) bounds the displaced
+// bytes, and no branch of it may jump into them; without a symbol neither can be checked.
+func Resolve(path string, off uint64) (*Point, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not an ELF file: %w", path, err)
+	}
+	defer ef.Close()
+	if ef.Machine != elf.EM_X86_64 {
+		return nil, fmt.Errorf("%s: %v code: only x86-64 can be probed", path, ef.Machine)
+	}
+	var seg *elf.Prog
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && off >= p.Off && off < p.Off+p.Filesz {
+			seg = p
+			break
+		}
+	}
+	if seg == nil {
+		return nil, fmt.Errorf("%s: offset %#x is not in an executable segment", path, off)
+	}
+	vaddr := off - seg.Off + seg.Vaddr
+	pt := &Point{Path: path, Major: unix.Major(st.Dev), Minor: unix.Minor(st.Dev), Ino: st.Ino, Offset: off}
+
+	// the function holding the point
+	start, end := off, seg.Off+seg.Filesz
+	if sym, ok := funcAt(ef, vaddr); ok {
+		pt.Symbol = sym.Name
+		start = sym.Value - seg.Vaddr + seg.Off
+		end = start + sym.Size
+		pt.FuncEntry = start == off
+	}
+	body := make([]byte, end-start)
+	if _, err := f.ReadAt(body, int64(start)); err != nil {
+		return nil, fmt.Errorf("%s: reading the code at %#x: %w", path, start, err)
+	}
+	rel := off - start
+	if pt.Symbol != "" && !boundaries(body)[int(rel)] {
+		return nil, fmt.Errorf("%s: offset %#x is not an instruction boundary of %s", path, off, pt.Symbol)
+	}
+	d, err := Relocate(body[rel:])
+	if err != nil {
+		where := pt.Symbol
+		if where == "" {
+			where = fmt.Sprintf("%#x", off)
+		}
+		return nil, fmt.Errorf("cannot probe %s in %s: %w", where, path, err)
+	}
+	if pt.Symbol != "" {
+		lo, hi := int64(off), int64(off)+int64(len(d.Orig))
+		for _, t := range branchTargets(body, int64(start)) {
+			if t > lo && t < hi {
+				return nil, fmt.Errorf("cannot probe %s in %s: a branch of the function jumps into the %d bytes the probe displaces", pt.Symbol, path, len(d.Orig))
+			}
+		}
+	}
+	pt.Displaced = d
+	return pt, nil
+}
+
+// funcAt finds the function symbol covering vaddr in the static or dynamic symbol table.
+func funcAt(ef *elf.File, vaddr uint64) (elf.Symbol, bool) {
+	for _, get := range []func() ([]elf.Symbol, error){ef.Symbols, ef.DynamicSymbols} {
+		syms, err := get()
+		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+			continue
+		}
+		var best elf.Symbol
+		found := false
+		for _, s := range syms {
+			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Section == elf.SHN_UNDEF || s.Size == 0 {
+				continue
+			}
+			if vaddr >= s.Value && vaddr < s.Value+s.Size && (!found || s.Value > best.Value) {
+				best, found = s, true
+			}
+		}
+		if found {
+			return best, true
+		}
+	}
+	return elf.Symbol{}, false
+}

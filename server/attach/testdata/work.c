@@ -1,0 +1,166 @@
+/* work: the workload of the agent tests. It reads commands on stdin, one a line, and answers
+ * each with one line on stdout, so a test can attach between commands.
+ *
+ *   call N A B     N calls of probed(A, B+i); prints the sum of the results
+ *   threads T N    T threads each make N calls of probed; prints the total
+ *   fork N         fork without exec; parent and child each make N calls; prints "done"
+ *   str S          probed_str(S); prints its result
+ *   deep N         N calls of outer(), which calls probed() through jumpy()
+ *   jmp N          N calls of probed() from a setjmp/longjmp loop
+ *   hammer T       T threads call probed in a loop until "stop"; prints "started"
+ *   stop           stops them; prints the calls they made
+ *   bytes          prints the first 16 bytes of probed in hex
+ *   exit           exits with status 7
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+__attribute__((noinline, aligned(16))) long probed(long a, long b)
+{
+	__asm__ volatile("" ::: "memory");
+	return a + b;
+}
+
+__attribute__((noinline, aligned(16))) long probed_str(const char *s, long n)
+{
+	__asm__ volatile("" ::: "memory");
+	return (long)strlen(s) + n;
+}
+
+__attribute__((noinline)) long jumpy(long a)
+{
+	return probed(a, 1) + 1;
+}
+
+__attribute__((noinline)) long outer(long a)
+{
+	return jumpy(a) * 2;
+}
+
+static jmp_buf jb;
+
+__attribute__((noinline)) void escape(long a)
+{
+	probed(a, 0);
+	longjmp(jb, 1);
+}
+
+__attribute__((noinline)) long via_escape(long a)
+{
+	escape(a);
+	return 0;
+}
+
+static volatile int stop_flag;
+static long counts[64];
+
+static void *hammer(void *arg)
+{
+	long i = (long)arg, n = 0;
+	while (!stop_flag) {
+		probed(n, i);
+		n++;
+	}
+	counts[i] = n;
+	return 0;
+}
+
+struct job {
+	long n, sum;
+};
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+	for (long i = 0; i < j->n; i++)
+		j->sum += probed(1, i);
+	return 0;
+}
+
+int main(void)
+{
+	char line[4096];
+	pthread_t th[64];
+	int nh = 0;
+	setvbuf(stdout, 0, _IOLBF, 0);
+	printf("ready %d\n", getpid());
+	while (fgets(line, sizeof line, stdin)) {
+		long n = 0, a = 0, b = 0;
+		char s[4000];
+		if (sscanf(line, "call %ld %ld %ld", &n, &a, &b) == 3) {
+			long sum = 0;
+			for (long i = 0; i < n; i++)
+				sum += probed(a, b + i);
+			printf("%ld\n", sum);
+		} else if (sscanf(line, "threads %ld %ld", &a, &n) == 2) {
+			struct job j[64];
+			long total = 0;
+			for (long i = 0; i < a; i++) {
+				j[i].n = n;
+				j[i].sum = 0;
+				pthread_create(&th[i], 0, worker, &j[i]);
+			}
+			for (long i = 0; i < a; i++) {
+				pthread_join(th[i], 0);
+				total += j[i].sum;
+			}
+			printf("%ld\n", total);
+		} else if (sscanf(line, "fork %ld", &n) == 1) {
+			pid_t p = fork();
+			for (long i = 0; i < n; i++)
+				probed(i, 1);
+			if (p == 0)
+				_exit(0);
+			int st;
+			waitpid(p, &st, 0);
+			printf("done %d\n", WEXITSTATUS(st));
+		} else if (sscanf(line, "str %3999s", s) == 1) {
+			printf("%ld\n", probed_str(s, 0));
+		} else if (sscanf(line, "deep %ld", &n) == 1) {
+			long sum = 0;
+			for (long i = 0; i < n; i++)
+				sum += outer(i);
+			printf("%ld\n", sum);
+		} else if (sscanf(line, "jmp %ld", &n) == 1) {
+			volatile long i = 0;
+			setjmp(jb);
+			if (i < n) {
+				i++;
+				via_escape(i);
+			}
+			printf("%ld\n", (long)i);
+		} else if (sscanf(line, "hammer %ld", &n) == 1) {
+			stop_flag = 0;
+			nh = (int)n;
+			for (long i = 0; i < n; i++)
+				pthread_create(&th[i], 0, hammer, (void *)i);
+			printf("started\n");
+		} else if (strncmp(line, "stop", 4) == 0) {
+			long total = 0;
+			stop_flag = 1;
+			for (int i = 0; i < nh; i++) {
+				pthread_join(th[i], 0);
+				total += counts[i];
+			}
+			nh = 0;
+			printf("%ld\n", total);
+		} else if (strncmp(line, "bytes", 5) == 0) {
+			const unsigned char *p = (const unsigned char *)(uintptr_t)probed;
+			for (int i = 0; i < 16; i++)
+				printf("%02x", p[i]);
+			printf("\n");
+		} else if (strncmp(line, "exit", 4) == 0) {
+			exit(7);
+		} else {
+			printf("?\n");
+		}
+	}
+	return 0;
+}
