@@ -85,8 +85,8 @@ func TestBpftraceStartup(t *testing.T) {
 	if strings.Contains(s.Stderr, "root user") || !strings.HasPrefix(s.Stdout, "Attaching 1 probe...") {
 		t.Errorf("bpftrace under the shim did not get past its root check:\n%s", s)
 	}
-	if strings.Contains(s.Stderr, "BTF") {
-		t.Errorf("bpftrace under the shim complained about BTF:\n%s", s)
+	if strings.Contains(s.Stderr, "BTF") || strings.Contains(s.Stderr, "ebpfu-shim:") {
+		t.Errorf("bpftrace under the shim complained:\n%s", s)
 	}
 }
 
@@ -151,5 +151,23 @@ func TestContainer(t *testing.T) {
 	s = e.Container(t, time.Minute, "bpftrace", "-e", "BEGIN { exit(); }")
 	if strings.Contains(s.Stderr, "root user") || !strings.HasPrefix(s.Stdout, "Attaching 1 probe...") {
 		t.Errorf("bpftrace in a container did not get past its root check:\n%s", s)
+	}
+}
+
+// TestBpftraceBeginEnd: bpftrace programs of BEGIN and END blocks (printf, maps, count, sum,
+// hist, stats, loops, exit) print under the shim what they print on the kernel.
+func TestBpftraceBeginEnd(t *testing.T) {
+	e := Stage(t, "bpftrace")
+	for _, prog := range []string{
+		`BEGIN { printf("hello %d %s\n", 42, "xyz"); exit(); }`,
+		`BEGIN { @a = count(); @b[1] = 5; @c["x"] = sum(3); @c["y"] = sum(4); exit(); }`,
+		`BEGIN { @m[1, 2] = 3; @h = hist(5); @h = hist(700); @l = lhist(3, 0, 10, 2); @s = stats(10); @s = stats(20); exit(); }`,
+		`BEGIN { $i = 0; while ($i < 3) { printf("%d\n", $i); $i++; } exit(); }`,
+		`BEGIN { @x = 1; exit(); } END { printf("end %d\n", @x); clear(@x); }`,
+		`BEGIN { printf("%s %d\n", comm, pid > 0); print(123); exit(); }`,
+	} {
+		k := e.Kernel(t, time.Minute, "bpftrace", "-e", prog)
+		s := e.Shim(t, time.Minute, "bpftrace", "-e", prog)
+		same(t, prog, k, s)
 	}
 }

@@ -38,7 +38,7 @@ var commands = [...]command{
 	25: {"BPF_MAP_LOOKUP_AND_DELETE_BATCH", 56, notSupported},
 	26: {"BPF_MAP_UPDATE_BATCH", 56, notSupported},
 	27: {"BPF_MAP_DELETE_BATCH", 56, notSupported},
-	28: {"BPF_LINK_CREATE", 60, notSupported},
+	28: {"BPF_LINK_CREATE", 60, (*Server).linkCreate},
 	29: {"BPF_LINK_UPDATE", 16, notSupported},
 	30: {"BPF_LINK_GET_FD_BY_ID", 4, (*Server).linkGetFDByID},
 	31: {"BPF_LINK_GET_NEXT_ID", 8, nextID(KindLink)},
