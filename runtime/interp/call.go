@@ -52,3 +52,11 @@ func memFault(pc int, addr, size uint64, write bool, env *helper.Env) *program.F
 	return fault(pc, "invalid %s of %d bytes at %#x: outside the stack and the run's memory %s",
 		kind, size, addr, env.Mem.String())
 }
+
+// invalidFault is the fault of an instruction Prepare could not decode.
+func invalidFault(c *Code, pc int) *program.Fault {
+	if why, ok := c.invalid[pc]; ok {
+		return fault(pc, "invalid instruction: %s", why)
+	}
+	return fault(pc, "invalid instruction")
+}

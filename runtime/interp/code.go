@@ -17,6 +17,8 @@ type Code struct {
 	insns []insn // len(prog.Insns) entries, then the fall-off-the-end sentinel
 	// calls reports helper calls: only then does a run list its stack in env.Mem (for helpers).
 	calls bool
+	// invalid holds why each opInvalid instruction cannot run.
+	invalid map[int]string
 }
 
 // Program returns the program c was prepared from.
@@ -212,15 +214,18 @@ const (
 )
 
 // decodeError describes an instruction Prepare cannot run.
-func decodeError(pc int, format string, args ...any) error {
-	return fmt.Errorf("instruction %d: %s", pc, fmt.Sprintf(format, args...))
+func decodeError(format string, args ...any) error {
+	return fmt.Errorf(format, args...)
 }
 
-// Prepare decodes a verified program for the interpreter. It refuses what it cannot run safely:
-// unknown opcodes, registers outside r0..r10, writes to r10, jumps and calls outside the program
-// or into the middle of an lddw, truncated lddw. The verifier refuses all of these before; Prepare
-// checks again so that no program, verified or not, can make the interpreter misbehave: with
-// every access marked program.CheckBounds, any instruction stream is safe to run.
+// Prepare decodes a verified program for the interpreter. An instruction it cannot run safely
+// (an unknown opcode, a register outside r0..r10, a write to r10, a jump or call outside the
+// program or into the middle of an lddw, a truncated lddw) becomes one that stops the program
+// with the reason if it is ever reached: the verifier refuses such instructions where they can
+// run, and dead code may hold anything, as in the kernel. So no instruction stream, verified or
+// not, can make the interpreter misbehave: with every access marked program.CheckBounds, any
+// stream is safe to run. Prepare fails only for an empty program or one whose Checks do not
+// match its instructions.
 func Prepare(p *program.Program) (*Code, error) {
 	n := len(p.Insns)
 	if n == 0 {
@@ -233,10 +238,17 @@ func Prepare(p *program.Program) (*Code, error) {
 		return nil, fmt.Errorf("prepare: %d checks for %d instructions", len(p.Checks), n)
 	}
 	c := &Code{prog: p, insns: make([]insn, n+1)}
-	// second marks the second slots of lddw, which no jump may target.
+	invalid := func(pc int, err error) {
+		if c.invalid == nil {
+			c.invalid = make(map[int]string)
+		}
+		c.insns[pc] = insn{op: opInvalid}
+		c.invalid[pc] = err.Error()
+	}
+	// second marks the second slots of well-formed lddw, which no jump may target.
 	second := make([]bool, n+1)
 	for pc := 0; pc < n; pc++ {
-		if p.Insns[pc].IsLdDW() {
+		if p.Insns[pc].IsLdDW() && pc+1 < n {
 			second[pc+1] = true
 			pc++
 		}
@@ -244,14 +256,18 @@ func Prepare(p *program.Program) (*Code, error) {
 	for pc := 0; pc < n; pc++ {
 		chk := p.Checks == nil || p.Checks[pc] != program.CheckNone
 		in, err := decode(p.Insns, pc, chk)
-		if err != nil {
-			return nil, fmt.Errorf("prepare: %w", err)
-		}
-		if isJump(in.op) {
-			t := int(in.off)
-			if t < 0 || t >= n || second[t] {
-				return nil, fmt.Errorf("prepare: %w", decodeError(pc, "jump to %d is outside the program or into an lddw", t))
+		if err == nil && isJump(in.op) {
+			if t := int(in.off); t < 0 || t >= n || second[t] {
+				err = decodeError("jump to %d is outside the program or into an lddw", t)
 			}
+		}
+		if err != nil {
+			invalid(pc, err)
+			if second[pc+1] {
+				pc++
+				invalid(pc, decodeError("second slot of an invalid lddw"))
+			}
+			continue
 		}
 		if in.op == opCall || in.op == opCallX {
 			c.calls = true
@@ -259,7 +275,7 @@ func Prepare(p *program.Program) (*Code, error) {
 		c.insns[pc] = in
 		if in.op == opLdDW || in.op == opLdMap || in.op == opLdMapValue {
 			pc++
-			c.insns[pc] = insn{op: opInvalid}
+			invalid(pc, decodeError("second slot of an lddw"))
 		}
 	}
 	c.insns[n] = insn{op: opFellOff}
@@ -279,7 +295,7 @@ func decode(insns []isa.Instruction, pc int, chk bool) (insn, error) {
 	i := insns[pc]
 	dst, src := i.Dst(), i.Src()
 	out := insn{dst: dst, src: src}
-	bad := func() (insn, error) { return insn{}, decodeError(pc, "unknown opcode %#02x", i.Op) }
+	bad := func() (insn, error) { return insn{}, decodeError("unknown opcode %#02x", i.Op) }
 	switch isa.Class(i.Op) {
 	case isa.ClassALU64, isa.ClassALU:
 		return decodeALU(i, pc)
@@ -287,7 +303,7 @@ func decode(insns []isa.Instruction, pc int, chk bool) (insn, error) {
 		return decodeJump(i, pc, len(insns))
 	case isa.ClassLDX:
 		if !writable(dst) || !readable(src) {
-			return insn{}, decodeError(pc, "invalid register")
+			return insn{}, decodeError("invalid register")
 		}
 		var op uint8
 		switch isa.Mode(i.Op) {
@@ -318,7 +334,7 @@ func decode(insns []isa.Instruction, pc int, chk bool) (insn, error) {
 		return out, nil
 	case isa.ClassSTX:
 		if !readable(dst) || !readable(src) {
-			return insn{}, decodeError(pc, "invalid register")
+			return insn{}, decodeError("invalid register")
 		}
 		switch isa.Mode(i.Op) {
 		case isa.ModeMEM:
@@ -338,7 +354,7 @@ func decode(insns []isa.Instruction, pc int, chk bool) (insn, error) {
 			return decodeLdDW(insns, pc)
 		case (isa.Mode(i.Op) == isa.ModeABS || isa.Mode(i.Op) == isa.ModeIND) && isa.SizeOf(i.Op) != isa.SizeDW:
 			if !readable(src) {
-				return insn{}, decodeError(pc, "invalid register")
+				return insn{}, decodeError("invalid register")
 			}
 			out.op, out.imm = opLdPacket, uint64(int64(i.Imm))
 			out.off = int32(i.Op)
@@ -352,14 +368,14 @@ func decode(insns []isa.Instruction, pc int, chk bool) (insn, error) {
 func decodeLdDW(insns []isa.Instruction, pc int) (insn, error) {
 	i := insns[pc]
 	if pc+1 >= len(insns) {
-		return insn{}, decodeError(pc, "lddw without its second slot")
+		return insn{}, decodeError("lddw without its second slot")
 	}
 	hi := insns[pc+1]
 	if hi.Op != 0 || hi.Regs != 0 || hi.Off != 0 {
-		return insn{}, decodeError(pc, "invalid second slot of lddw")
+		return insn{}, decodeError("invalid second slot of lddw")
 	}
 	if !writable(i.Dst()) {
-		return insn{}, decodeError(pc, "invalid register")
+		return insn{}, decodeError("invalid register")
 	}
 	out := insn{dst: i.Dst()}
 	switch i.Src() {
@@ -373,11 +389,11 @@ func decodeLdDW(insns []isa.Instruction, pc int) (insn, error) {
 		// The address of a subprogram, for helpers that take callbacks: its instruction index.
 		t := pc + 1 + int(i.Imm)
 		if t < 0 || t >= len(insns) {
-			return insn{}, decodeError(pc, "function reference outside the program")
+			return insn{}, decodeError("function reference outside the program")
 		}
 		out.op, out.imm = opLdDW, uint64(t)
 	default:
-		return insn{}, decodeError(pc, "lddw with src %d is not supported after verification", i.Src())
+		return insn{}, decodeError("lddw with src %d is not supported after verification", i.Src())
 	}
 	return out, nil
 }
@@ -389,18 +405,18 @@ func decodeAtomic(i isa.Instruction, pc int, chk bool) (insn, error) {
 		isa.AtomicAdd | isa.AtomicFetch, isa.AtomicOr | isa.AtomicFetch, isa.AtomicAnd | isa.AtomicFetch,
 		isa.AtomicXor | isa.AtomicFetch, isa.AtomicXchg, isa.AtomicCmpXchg:
 		if size != isa.SizeW && size != isa.SizeDW {
-			return insn{}, decodeError(pc, "atomic operation %#x on %d bytes", i.Imm, isa.Bytes(size))
+			return insn{}, decodeError("atomic operation %#x on %d bytes", i.Imm, isa.Bytes(size))
 		}
 		if i.Imm&isa.AtomicFetch != 0 && !writable(i.Src()) {
-			return insn{}, decodeError(pc, "invalid register")
+			return insn{}, decodeError("invalid register")
 		}
 	case isa.AtomicLoadAcq:
 		if !writable(i.Dst()) {
-			return insn{}, decodeError(pc, "invalid register")
+			return insn{}, decodeError("invalid register")
 		}
 	case isa.AtomicStoreRel:
 	default:
-		return insn{}, decodeError(pc, "unknown atomic operation %#x", i.Imm)
+		return insn{}, decodeError("unknown atomic operation %#x", i.Imm)
 	}
 	out := insn{op: opAtomic, dst: i.Dst(), src: i.Src(), off: int32(i.Off), imm: uint64(uint32(i.Imm))}
 	out.imm |= uint64(i.Op) << 32
@@ -420,10 +436,10 @@ func decodeALU(i isa.Instruction, pc int) (insn, error) {
 	o := isa.Operation(i.Op)
 	out := insn{dst: dst, src: src}
 	if !writable(dst) || (reg && !readable(src)) {
-		return insn{}, decodeError(pc, "invalid register")
+		return insn{}, decodeError("invalid register")
 	}
 	bad := func() (insn, error) {
-		return insn{}, decodeError(pc, "unknown opcode %#02x (off %d, imm %d)", i.Op, i.Off, i.Imm)
+		return insn{}, decodeError("unknown opcode %#02x (off %d, imm %d)", i.Op, i.Off, i.Imm)
 	}
 	// The immediate as the operation sees it.
 	imm := uint64(int64(i.Imm))
@@ -545,7 +561,7 @@ func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
 	reg := isa.Source(i.Op) == isa.SrcX
 	o := isa.Operation(i.Op)
 	out := insn{dst: dst, src: src}
-	bad := func() (insn, error) { return insn{}, decodeError(pc, "unknown opcode %#02x", i.Op) }
+	bad := func() (insn, error) { return insn{}, decodeError("unknown opcode %#02x", i.Op) }
 	switch {
 	case i.Op == isa.OpJA:
 		out.op, out.off = opJa, int32(pc+1+int(i.Off))
@@ -553,7 +569,7 @@ func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
 	case i.Op == isa.OpJA32:
 		t := int64(pc) + 1 + int64(i.Imm)
 		if t < 0 || t > int64(n) {
-			return insn{}, decodeError(pc, "jump to %d is outside the program", t)
+			return insn{}, decodeError("jump to %d is outside the program", t)
 		}
 		out.op, out.off = opJa, int32(t)
 		return out, nil
@@ -562,7 +578,7 @@ func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
 		return out, nil
 	case i.Op == isa.OpCallX:
 		if !readable(dst) {
-			return insn{}, decodeError(pc, "invalid register")
+			return insn{}, decodeError("invalid register")
 		}
 		out.op = opCallX
 		return out, nil
@@ -573,16 +589,16 @@ func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
 		case isa.PseudoCallLocal:
 			t := int64(pc) + 1 + int64(i.Imm)
 			if t < 0 || t >= int64(n) {
-				return insn{}, decodeError(pc, "call to %d is outside the program", t)
+				return insn{}, decodeError("call to %d is outside the program", t)
 			}
 			out.op, out.off = opCallLocal, int32(t)
 		default:
-			return insn{}, decodeError(pc, "kfunc calls are not supported")
+			return insn{}, decodeError("kfunc calls are not supported")
 		}
 		return out, nil
 	}
 	if !readable(dst) || (reg && !readable(src)) {
-		return insn{}, decodeError(pc, "invalid register")
+		return insn{}, decodeError("invalid register")
 	}
 	type pair struct{ imm, reg uint8 }
 	var table map[uint8]pair

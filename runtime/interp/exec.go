@@ -575,7 +575,7 @@ func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 		case opFellOff:
 			return 0, fault(pc-1, "execution ran past the last instruction")
 		default:
-			return 0, fault(pc-1, "invalid instruction")
+			return 0, invalidFault(c, pc-1)
 		}
 		continue
 

@@ -331,15 +331,16 @@ func TestMaps(t *testing.T) {
 	wantFault(t, err, "map 1")
 }
 
-func TestPrepareRefuses(t *testing.T) {
+// TestInvalidInstructions holds instructions the interpreter cannot run: Prepare accepts them
+// (dead code may hold anything) and a run that reaches one stops with a fault.
+func TestInvalidInstructions(t *testing.T) {
 	exit := isa.Make(isa.OpExit, 0, 0, 0, 0)
 	cases := map[string][]isa.Instruction{
-		"empty":            {},
 		"unknown opcode":   {isa.Make(0xff, 0, 0, 0, 0), exit},
 		"jump out":         {isa.Make(isa.OpJA, 0, 0, 5, 0), exit},
 		"jump before":      {isa.Make(isa.OpJA, 0, 0, -2, 0), exit},
 		"jump into lddw":   {isa.Make(isa.OpJA, 0, 0, 1, 0), isa.Make(isa.OpLdDW, 0, 0, 0, 1), isa.Make(0, 0, 0, 0, 0), exit},
-		"truncated lddw":   {exit, isa.Make(isa.OpLdDW, 0, 0, 0, 1)},
+		"truncated lddw":   {isa.Make(isa.OpLdDW, 0, 0, 0, 1)},
 		"bad lddw slot":    {isa.Make(isa.OpLdDW, 0, 0, 0, 1), isa.Make(0x07, 0, 0, 0, 0), exit},
 		"write r10":        {isa.Make(isa.OpMov64Imm, 10, 0, 0, 0), exit},
 		"register 11":      {isa.Make(isa.OpMov64Reg, 0, 11, 0, 0), exit},
@@ -357,13 +358,25 @@ func TestPrepareRefuses(t *testing.T) {
 		"atomic unknown":   {isa.Make(isa.OpStxAtomDW, 1, 2, 0, 0x33), exit},
 		"lddw btf id":      {isa.Make(isa.OpLdDW, 0, isa.PseudoBTFID, 0, 1), isa.Make(0, 0, 0, 0, 0), exit},
 		"ld abs dw":        {isa.Make(isa.ClassLD|isa.ModeABS|isa.SizeDW, 0, 0, 0, 0), exit},
+		"ld abs r11":       {isa.Make(isa.ClassLD|isa.ModeIND|isa.SizeB, 0, 11, 0, 0), exit},
 		"jmp32 exit":       {isa.Make(isa.ClassJMP32|isa.JmpExit, 0, 0, 0, 0), exit},
 		"st atomic mode":   {isa.Make(isa.ClassST|isa.ModeATOMIC|isa.SizeW, 0, 0, 0, 0), exit},
 	}
 	for name, insns := range cases {
-		if _, err := Prepare(progOf(insns, true)); err == nil {
-			t.Errorf("%s: prepared", name)
+		_, err := New().Run(progOf(insns, true), nil, [5]uint64{})
+		var f *program.Fault
+		if !errors.As(err, &f) || f.PC != 0 || !strings.Contains(f.Reason, "invalid instruction") {
+			t.Errorf("%s: %v, want a fault at instruction 0", name, err)
 		}
+	}
+	// Dead code may hold anything.
+	dead := []isa.Instruction{isa.Make(isa.OpMov64Imm, 0, 0, 0, 3), isa.Make(isa.OpJA, 0, 0, 1, 0),
+		isa.Make(0xff, 0xbb, 0, 0, 0), exit, isa.Make(isa.OpLdDW, 0, 0, 0, 0)}
+	if v, err := New().Run(progOf(dead, true), nil, [5]uint64{}); err != nil || v != 3 {
+		t.Errorf("dead invalid code: %d, %v", v, err)
+	}
+	if _, err := Prepare(progOf(nil, true)); err == nil {
+		t.Error("an empty program was prepared")
 	}
 	p := progOf([]isa.Instruction{exit}, true)
 	p.Checks = p.Checks[:0]
