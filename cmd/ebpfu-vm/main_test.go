@@ -276,3 +276,28 @@ func TestParseArgs(t *testing.T) {
 		t.Error("--budget without a number was accepted")
 	}
 }
+
+// TestReservedFields holds instructions whose unused fields are not zero, which the kernel
+// refuses ("... uses reserved fields").
+func TestReservedFields(t *testing.T) {
+	progs := map[string]string{
+		"add64 imm with off": "07 00 01 00 01 00 00 00 95 00 00 00 00 00 00 00",
+		"add64 imm with src": "07 10 00 00 01 00 00 00 95 00 00 00 00 00 00 00",
+		"add64 reg with imm": "0f 00 00 00 01 00 00 00 95 00 00 00 00 00 00 00",
+		"mov64 reg with off": "bf 10 01 00 00 00 00 00 95 00 00 00 00 00 00 00",
+		"exit with dst":      "b7 00 00 00 00 00 00 00 95 01 00 00 00 00 00 00",
+		"exit with imm":      "b7 00 00 00 00 00 00 00 95 00 00 00 01 00 00 00",
+		"ja with dst":        "b7 00 00 00 00 00 00 00 05 01 00 00 00 00 00 00 95 00 00 00 00 00 00 00",
+		"ja with imm":        "b7 00 00 00 00 00 00 00 05 00 00 00 01 00 00 00 95 00 00 00 00 00 00 00",
+		"neg with imm":       "b7 00 00 00 00 00 00 00 87 00 00 00 01 00 00 00 95 00 00 00 00 00 00 00",
+		"be16 with src":      "b7 00 00 00 00 00 00 00 dc 10 00 00 10 00 00 00 95 00 00 00 00 00 00 00",
+		"ldxdw with imm":     "7b 1a f8 ff 00 00 00 00 79 a0 f8 ff 01 00 00 00 95 00 00 00 00 00 00 00",
+		"stw with src":       "62 1a fc ff 01 00 00 00 61 a0 fc ff 00 00 00 00 95 00 00 00 00 00 00 00",
+		"call with dst":      "85 01 00 00 05 00 00 00 95 00 00 00 00 00 00 00",
+		"jeq imm with src":   "b7 00 00 00 00 00 00 00 15 10 00 00 00 00 00 00 95 00 00 00 00 00 00 00",
+		"jeq reg with imm":   "b7 00 00 00 00 00 00 00 1d 00 00 00 01 00 00 00 95 00 00 00 00 00 00 00",
+	}
+	for name, hex := range progs {
+		wantStopped(t, name, invokeRaw(t, hex+"\n"))
+	}
+}
