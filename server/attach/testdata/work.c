@@ -9,6 +9,8 @@
  *   jmp N          N calls of probed() from a setjmp/longjmp loop
  *   hammer T       T threads call probed in a loop until "stop"; prints "started"
  *   stop           stops them; prints the calls they made
+ *   bench N        N calls of probed; prints the nanoseconds per call
+ *   getpid N       N calls of getpid(); prints "done"
  *   bytes          prints the first 16 bytes of probed in hex
  *   exit           exits with status 7
  */
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 __attribute__((noinline, aligned(16))) long probed(long a, long b)
@@ -90,6 +93,7 @@ int main(void)
 	pthread_t th[64];
 	int nh = 0;
 	setvbuf(stdout, 0, _IOLBF, 0);
+	probed(-1, 1); /* a probe attached before the process started sees this call */
 	printf("ready %d\n", getpid());
 	while (fgets(line, sizeof line, stdin)) {
 		long n = 0, a = 0, b = 0;
@@ -151,6 +155,18 @@ int main(void)
 			}
 			nh = 0;
 			printf("%ld\n", total);
+		} else if (sscanf(line, "bench %ld", &n) == 1) {
+			struct timespec t0, t1;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			for (long i = 0; i < n; i++)
+				probed(i, 1);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+			printf("%.3f\n", ns / (double)n);
+		} else if (sscanf(line, "getpid %ld", &n) == 1) {
+			for (long i = 0; i < n; i++)
+				getpid();
+			printf("done\n");
 		} else if (strncmp(line, "bytes", 5) == 0) {
 			const unsigned char *p = (const unsigned char *)(uintptr_t)probed;
 			for (int i = 0; i < 16; i++)

@@ -1,0 +1,270 @@
+package attach
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/ebpfu/ebpfu/runtime/maps"
+)
+
+func TestCountEntry(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	orig := textBytes(t, w.pid, work, "probed", 16)
+	l, m := h.countProg()
+	id := h.attach(work, "probed", l, false)
+	if got := w.do("call 1000 1 2"); got != strconv.Itoa(1000*3+999*1000/2) {
+		t.Fatalf("call: %s", got)
+	}
+	if n := m.sum(t, 0); n != 1000 {
+		t.Fatalf("count = %d, want 1000", n)
+	}
+	h.detach(id)
+	w.do("call 1000 1 2")
+	if n := m.sum(t, 0); n != 1000 {
+		t.Fatalf("count after detach = %d, want 1000", n)
+	}
+	if now := textBytes(t, w.pid, work, "probed", 16); string(now) != string(orig) {
+		t.Fatalf("code after detach % x, want % x", now, orig)
+	}
+}
+
+// addrOf returns the address of symbol sym of the file at path in process pid.
+func addrOf(t *testing.T, pid int, path, sym string) uint64 {
+	t.Helper()
+	off := fileOffset(t, path, sym)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	ino := st.Sys().(*syscall.Stat_t).Ino
+	for _, line := range strings.Split(string(b), "\n") {
+		var lo, hi, foff, inode uint64
+		var perms, dev string
+		if c, _ := fmt.Sscanf(line, "%x-%x %s %x %s %d", &lo, &hi, &perms, &foff, &dev, &inode); c == 6 && inode == ino && off >= foff && off < foff+hi-lo {
+			return lo + off - foff
+		}
+	}
+	t.Fatalf("%s not mapped", path)
+	return 0
+}
+
+func TestArgsAndReturn(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	el, em := h.recordProg(regDI, regSI, regIP)
+	rl, rm := h.recordProg(regAX, regIP)
+	h.attach(work, "probed", el, false)
+	h.attach(work, "probed", rl, true)
+	if got := w.do("call 3 5 7"); got != "39" {
+		t.Fatalf("call: %s", got)
+	}
+	e := []uint64{em.u64s(t, 0)[0], em.u64s(t, 1)[0], em.u64s(t, 2)[0], em.u64s(t, 3)[0]}
+	if e[0] != 5 || e[1] != 9 || e[2] != addrOf(t, w.pid, work, "probed") || e[3] != 3 {
+		t.Errorf("entry: arg0 %d arg1 %d ip %#x runs %d; want 5 9 %#x 3", e[0], e[1], e[2], e[3], addrOf(t, w.pid, work, "probed"))
+	}
+	r := []uint64{rm.u64s(t, 0)[0], rm.u64s(t, 1)[0], rm.u64s(t, 2)[0]}
+	if r[0] != 14 || r[2] != 3 {
+		t.Errorf("return: retval %d runs %d; want 14 3", r[0], r[2])
+	}
+	// the return probe's ip is the return address, in main
+	if main := addrOf(t, w.pid, work, "main"); r[1] < main || r[1] > main+4096 {
+		t.Errorf("return: ip %#x, want an address in main (%#x)", r[1], main)
+	}
+	// nested return probes, and the frames of a longjmp that skipped a return
+	h.attach(work, "jumpy", rl, true)
+	if got := w.do("deep 10"); got != strconv.Itoa(2*(45+10*2)) {
+		t.Fatalf("deep: %s", got)
+	}
+	h.attach(work, "escape", rl, true)
+	if got := w.do("jmp 100"); got != "100" {
+		t.Fatalf("jmp: %s", got)
+	}
+	if got := w.do("call 1 1 1"); got != "2" {
+		t.Fatalf("call after longjmps: %s", got)
+	}
+	if runs := rm.u64s(t, 2)[0]; runs != 3+20+100+1 {
+		t.Errorf("return probes ran %d times, want %d", runs, 3+20+100+1)
+	}
+}
+
+func TestString(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	m := h.newMap(maps.Array, 4, 64, 2)
+	l := h.load(asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, -80),
+		asm.Mov.Imm(asm.R2, 64),
+		asm.LoadMem(asm.R3, asm.R6, regDI, asm.DWord),
+		asm.FnProbeReadUserStr.Call(),
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, -80),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnMapUpdateElem.Call(),
+		// a read of an unmapped address fails without harm
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, -80),
+		asm.Mov.Imm(asm.R2, 64),
+		asm.Mov.Imm(asm.R3, 4096),
+		asm.FnProbeReadUserStr.Call(),
+		asm.StoreMem(asm.RFP, -80, asm.R0, asm.DWord),
+		asm.StoreImm(asm.RFP, -4, 1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, -80),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnMapUpdateElem.Call(),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	}, m)
+	h.attach(work, "probed_str", l, false)
+	long := strings.Repeat("x", 100)
+	for _, s := range []string{"hello", long} {
+		if got := w.do("str %s", s); got != strconv.Itoa(len(s)) {
+			t.Fatalf("str: %s", got)
+		}
+		v := m.u64s(t, 0)
+		b := make([]byte, 0, 64)
+		for _, x := range v {
+			b = binary.LittleEndian.AppendUint64(b, x)
+		}
+		want := s
+		if len(want) > 63 {
+			want = want[:63]
+		}
+		if got := string(b[:bytes.IndexByte(b, 0)]); got != want {
+			t.Errorf("str() = %q, want %q", got, want)
+		}
+	}
+	if e := int64(m.u64s(t, 1)[0]); e != -14 {
+		t.Errorf("read of an unmapped address returned %d, want -EFAULT", e)
+	}
+}
+
+// TestExactCounts: threads that share CPUs still count exactly with a non-atomic per-CPU
+// increment (each run leases a CPU slot).
+func TestExactCounts(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	l, m := h.countProg()
+	h.attach(work, "probed", l, false)
+	w.do("threads 8 100000")
+	if n := m.sum(t, 0); n != 800000 {
+		t.Fatalf("count = %d, want 800000", n)
+	}
+	if got := w.do("fork 1000"); got != "done 0" {
+		t.Fatalf("fork: %s", got)
+	}
+	if n := m.sum(t, 0); n != 802000 {
+		t.Fatalf("count after fork = %d, want 802000 (parent and child)", n)
+	}
+}
+
+// TestBeforeMain: attachments that exist when a process starts are in place before main.
+func TestBeforeMain(t *testing.T) {
+	h := newHarness(t)
+	work := filepath.Join(h.bin, "work")
+	l, m := h.countProg()
+	h.attach(work, "probed", l, false)
+	w := h.start()
+	if n := m.sum(t, 0); n != 1 {
+		t.Fatalf("count = %d, want 1 (main's first call)", n)
+	}
+	w.do("call 10 0 0")
+	if n := m.sum(t, 0); n != 11 {
+		t.Fatalf("count = %d, want 11", n)
+	}
+}
+
+// TestLibc probes a function of a shared library.
+func TestLibc(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	libc := libcPath(t, w.pid)
+	l, m := h.countProg()
+	id := h.attach(libc, "getpid", l, false)
+	w.do("getpid 500")
+	if n := m.sum(t, 0); n != 500 {
+		t.Fatalf("count = %d, want 500", n)
+	}
+	h.detach(id)
+	w.do("getpid 500")
+	if n := m.sum(t, 0); n != 500 {
+		t.Fatalf("count after detach = %d, want 500", n)
+	}
+}
+
+func libcPath(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 6 && strings.Contains(f[5], "/libc.so") {
+			return f[5]
+		}
+	}
+	t.Fatal("no libc")
+	return ""
+}
+
+// TestAttachDetachUnderLoad attaches and detaches 100 times while 8 threads call the probed
+// function in a loop: the workload survives, counts what it should, and its code is the
+// original after each detach.
+func TestAttachDetachUnderLoad(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	orig := textBytes(t, w.pid, work, "probed", 16)
+	l, m := h.countProg()
+	rl, rm := h.recordProg(regAX)
+	w.do("hammer 8")
+	for i := range 100 {
+		id := h.attach(work, "probed", l, false)
+		var rid uint64
+		if i%2 == 1 {
+			rid = h.attach(work, "probed", rl, true)
+		}
+		time.Sleep(time.Millisecond)
+		h.detach(id)
+		if rid != 0 {
+			h.detach(rid)
+		}
+		if now := textBytes(t, w.pid, work, "probed", 16); !bytes.Equal(now, orig) {
+			t.Fatalf("round %d: code after detach % x, want % x", i, now, orig)
+		}
+	}
+	calls, _ := strconv.Atoi(w.do("stop"))
+	hits, rets := m.sum(t, 0), rm.u64s(t, 1)[0]
+	t.Logf("%d calls, %d entry hits, %d return hits", calls, hits, rets)
+	if hits == 0 || rets == 0 || hits > uint64(calls) {
+		t.Fatalf("%d hits of %d calls", hits, calls)
+	}
+	if got := w.do("call 10 1 1"); got != "65" {
+		t.Fatalf("call: %s", got)
+	}
+}
