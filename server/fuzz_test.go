@@ -51,8 +51,9 @@ func FuzzBPF(f *testing.F) {
 	}
 	seed(cmdProgLoad, nil, nil)
 
+	// One server for every input, as one shim serves every call of a tool.
+	s := newTestServer(f)
 	f.Fuzz(func(t *testing.T, cmd, size uint32, attr, data []byte) {
-		s := newTestServer(t)
 		p := newFakeProc(t)
 		p.alloc(append(data, make([]byte, 64)...)) // at dataAddr
 		// The caller holds the kernel's BTF as fd 3, so fd fields can name a real object.
