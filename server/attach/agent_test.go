@@ -268,3 +268,28 @@ func TestAttachDetachUnderLoad(t *testing.T) {
 		t.Fatalf("call: %s", got)
 	}
 }
+
+// TestPatchMidInstruction patches a function whose threads spend their time inside the bytes
+// the jump displaces (a rep movsb four bytes after the entry): stopped threads must be moved to
+// the relocated copy, or they would resume in the middle of the jump.
+func TestPatchMidInstruction(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	orig := textBytes(t, w.pid, work, "slowcopy", 8)
+	l, m := h.countProg()
+	w.do("slow 4")
+	for i := range 50 {
+		id := h.attach(work, "slowcopy", l, false)
+		time.Sleep(2 * time.Millisecond)
+		h.detach(id)
+		if now := textBytes(t, w.pid, work, "slowcopy", 8); !bytes.Equal(now, orig) {
+			t.Fatalf("round %d: code after detach % x, want % x", i, now, orig)
+		}
+	}
+	calls, _ := strconv.Atoi(w.do("stop"))
+	t.Logf("%d calls, %d hits", calls, m.sum(t, 0))
+	if m.sum(t, 0) == 0 {
+		t.Fatal("no hits")
+	}
+}

@@ -7,8 +7,8 @@ var AgentHelpers = []int32{
 	1, 2, 3, // map_lookup_elem, map_update_elem, map_delete_elem
 	4, 45, 112, 113, 114, 115, // probe_read, probe_read_str, probe_read_{user,kernel}[_str]
 	5, 125, 160, 208, 118, // ktime_get_ns, _boot_ns, _coarse_ns, _tai_ns, jiffies64
-	6,          // trace_printk (its output goes nowhere: trace_pipe has no reader here)
-	7, 8,       // get_prandom_u32, get_smp_processor_id
+	6,    // trace_printk (its output goes nowhere: trace_pipe has no reader here)
+	7, 8, // get_prandom_u32, get_smp_processor_id
 	14, 15, 16, // get_current_pid_tgid, get_current_uid_gid, get_current_comm
 	35, 42, 80, // get_current_task (0), get_numa_node_id (0), get_current_cgroup_id (0)
 	25, 27, 67, // perf_event_output, get_stackid, get_stack

@@ -9,6 +9,7 @@
  *   jmp N          N calls of probed() from a setjmp/longjmp loop
  *   hammer T       T threads call probed in a loop until "stop"; prints "started"
  *   stop           stops them; prints the calls they made
+ *   slow T         T threads call slowcopy in a loop until "stop"; prints "started"
  *   bench N        N calls of probed; prints the nanoseconds per call
  *   getpid N       N calls of getpid(); prints "done"
  *   bytes          prints the first 16 bytes of probed in hex
@@ -24,6 +25,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+static volatile int stop_flag;
+static long counts[64];
 
 __attribute__((noinline, aligned(16))) long probed(long a, long b)
 {
@@ -47,6 +51,33 @@ __attribute__((noinline)) long outer(long a)
 	return jumpy(a) * 2;
 }
 
+/* slowcopy(dst, src, n) spends its time in a rep movsb four bytes after its entry: a thread
+ * stopped in it is inside the bytes a probe's jump displaces. */
+void slowcopy(void *dst, const void *src, unsigned long n);
+__asm__(".text\n"
+	".globl slowcopy\n"
+	".type slowcopy, @function\n"
+	".p2align 4\n"
+	"slowcopy:\n"
+	"\tnop\n"
+	"\tmov %rdx, %rcx\n"
+	"\trep movsb\n"
+	"\tret\n"
+	".size slowcopy, .-slowcopy\n");
+
+static char slow_src[64][1 << 16], slow_dst[64][1 << 16];
+
+static void *slow(void *arg)
+{
+	long i = (long)arg, n = 0;
+	while (!stop_flag) {
+		slowcopy(slow_dst[i], slow_src[i], sizeof slow_src[i]);
+		n++;
+	}
+	counts[i] = n;
+	return 0;
+}
+
 static jmp_buf jb;
 
 __attribute__((noinline)) void escape(long a)
@@ -61,8 +92,6 @@ __attribute__((noinline)) long via_escape(long a)
 	return 0;
 }
 
-static volatile int stop_flag;
-static long counts[64];
 
 static void *hammer(void *arg)
 {
@@ -145,6 +174,12 @@ int main(void)
 			nh = (int)n;
 			for (long i = 0; i < n; i++)
 				pthread_create(&th[i], 0, hammer, (void *)i);
+			printf("started\n");
+		} else if (sscanf(line, "slow %ld", &n) == 1) {
+			stop_flag = 0;
+			nh = (int)n;
+			for (long i = 0; i < n; i++)
+				pthread_create(&th[i], 0, slow, (void *)i);
 			printf("started\n");
 		} else if (strncmp(line, "stop", 4) == 0) {
 			long total = 0;
