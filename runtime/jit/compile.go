@@ -121,6 +121,8 @@ type compiler struct {
 	saved  [][]reg // callee-saved registers each subprogram writes
 	// checkSizes has bit i set when the function has a checked access of 1<<i bytes.
 	checkSizes []uint8
+	// target marks the instructions jumps go to.
+	isTarget []bool
 	// stackish has bit r set, before each instruction, when register r probably points into
 	// the stack (a guess from a linear scan: it orders the checks of checked accesses).
 	stackish []uint16
@@ -198,6 +200,7 @@ func (c *compiler) prepare() error {
 	}
 	c.saved = make([][]reg, len(funcs))
 	c.checkSizes = make([]uint8, len(funcs))
+	c.isTarget = make([]bool, n)
 	written := make([][isa.NumRegs]bool, len(funcs))
 	for pc := 0; pc < n; pc++ {
 		ins := c.insns[pc]
@@ -250,6 +253,7 @@ func (c *compiler) prepare() error {
 				}
 				continue
 			}
+			c.isTarget[t] = true
 			if c.funcOf[t] != c.funcOf[pc] {
 				return fmt.Errorf("instruction %d: jump to %d, in another function", pc, t)
 			}
@@ -303,6 +307,36 @@ func (c *compiler) guessStackPointers(funcs []program.Func) {
 			}
 		}
 	}
+}
+
+// fuseLea emits "mov dst, src" followed by "add dst, imm", "sub dst, imm" or "add dst, src2"
+// (64-bit, nothing jumping between them) as one lea, and reports whether it did.
+func (c *compiler) fuseLea(pc int) bool {
+	if pc+1 >= len(c.insns) || c.isTarget[pc+1] || c.funcOf[pc+1] != c.funcOf[pc] {
+		return false
+	}
+	mov, next := c.insns[pc], c.insns[pc+1]
+	if mov.Op != isa.OpMov64Reg || mov.Off != 0 || mov.Dst() == mov.Src() || next.Dst() != mov.Dst() {
+		return false
+	}
+	dst, src := regMap[mov.Dst()], regMap[mov.Src()]
+	switch next.Op {
+	case isa.ClassALU64 | isa.ALUAdd | isa.SrcK:
+		c.a.lea(dst, at(src, next.Imm))
+	case isa.ClassALU64 | isa.ALUSub | isa.SrcK:
+		if next.Imm == -1<<31 {
+			return false
+		}
+		c.a.lea(dst, at(src, -next.Imm))
+	case isa.ClassALU64 | isa.ALUAdd | isa.SrcX:
+		if next.Src() == next.Dst() || next.Off != 0 {
+			return false
+		}
+		c.a.lea(dst, mem{base: src, index: regMap[next.Src()], scale: 1})
+	default:
+		return false
+	}
+	return true
 }
 
 // written1 returns the register an instruction writes (calls aside), if any.
@@ -457,6 +491,12 @@ func (c *compiler) emit() error {
 		for pc := f.Start; pc < f.End; pc++ {
 			c.place(label(pc))
 			c.offsets[pc] = uint32(c.a.pos())
+			if c.fuseLea(pc) {
+				pc++
+				c.place(label(pc))
+				c.offsets[pc] = uint32(c.a.pos())
+				continue
+			}
 			if err := c.insn(pc); err != nil {
 				return fmt.Errorf("instruction %d (%s): %w", pc, describe(c.insns[pc]), err)
 			}

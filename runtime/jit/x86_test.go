@@ -43,7 +43,11 @@ func ptr(size int) string {
 func memText(m mem) string {
 	s := "[" + names64[m.base]
 	if m.index != noReg {
-		s += fmt.Sprintf("+%d*%s", m.scale, names64[m.index])
+		if m.scale == 1 {
+			s += "+" + names64[m.index]
+		} else {
+			s += fmt.Sprintf("+%d*%s", m.scale, names64[m.index])
+		}
 	}
 	switch {
 	case m.disp > 0:
@@ -125,6 +129,13 @@ func memOperands() []mem {
 		}
 	}
 	ms = append(ms, mem{base: rax, index: r11, scale: 8}, mem{base: r13, index: rcx, scale: 8, disp: 16})
+	for _, b := range allRegs {
+		for _, x := range allRegs {
+			if x != rsp {
+				ms = append(ms, mem{base: b, index: x, scale: 1})
+			}
+		}
+	}
 	return ms
 }
 
