@@ -9,7 +9,9 @@ import (
 
 // atomic runs an STX|ATOMIC instruction. Its imm holds the atomic operation in the low 32 bits,
 // the opcode in the next 8 and atomicChecked when the access must be checked.
-func (m *Machine) atomic(in *insn, env *helper.Env, lo, span uint64, pc int) error {
+// A failure is also left in m.err.
+func (m *Machine) atomic(in *insn, env *helper.Env, pc int) (err error) {
+	defer func() { m.err = err }()
 	r := &m.regs
 	aop := int32(uint32(in.imm))
 	size := uint64(isa.Bytes(isa.SizeOf(uint8(in.imm >> 32))))
@@ -23,7 +25,7 @@ func (m *Machine) atomic(in *insn, env *helper.Env, lo, span uint64, pc int) err
 		return fault(pc, "misaligned atomic access of %d bytes at %#x", size, addr)
 	}
 	write := aop != isa.AtomicLoadAcq
-	if in.imm&atomicChecked != 0 && addr-lo > span-size && !env.Mem.Check(addr, size, write) {
+	if in.imm&atomicChecked != 0 && addr-m.lo > m.span-size && !env.Mem.Check(addr, size, write) {
 		return memFault(pc, addr, size, write, env)
 	}
 	p := at(addr)

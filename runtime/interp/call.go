@@ -9,8 +9,10 @@ import (
 	"github.com/ebpfu/ebpfu/runtime/program"
 )
 
-// callHelper calls helper id with r1..r5 and puts its result in r0.
-func (m *Machine) callHelper(env *helper.Env, id uint64, pc int) error {
+// callHelper calls helper id with r1..r5 and puts its result in r0. A failure is also left in
+// m.err.
+func (m *Machine) callHelper(env *helper.Env, id uint64, pc int) (err error) {
+	defer func() { m.err = err }()
 	if id > math.MaxInt32 {
 		return fault(pc, "call to unknown helper %d", id)
 	}

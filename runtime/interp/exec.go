@@ -21,21 +21,23 @@ const unlimited = int64(1) << 62
 // goes through backward jumps (recursion is bounded by the call depth), so this bounds the run
 // at a cost paid only on back-edges.
 func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
+	// Only ip is carried from one instruction to the next in a register: the rest of the run's
+	// state (call depth, live stack, budget) lives in m, and the rare cases that call functions
+	// save ip in m.ip and reload it after, so the compiler needs no spill per instruction.
 	r := &m.regs
 	base := unsafe.Pointer(&c.insns[0])
-	top := m.top
-	lo := top - isa.StackSize // bottom of the current frame: [lo, top) is the live stack
-	span := top - lo
-	depth := 0
-	budget := unlimited
+	m.depth = 0
+	m.lo = m.top - isa.StackSize // bottom of the current frame: [lo, top) is the live stack
+	m.span = isa.StackSize
+	m.budget = unlimited
 	if env.Budget != 0 && env.Budget < uint64(unlimited) {
-		budget = int64(env.Budget)
+		m.budget = int64(env.Budget)
 	}
-	pc := 0
+	ip := base
 	var in *insn
 	for {
-		in = (*insn)(unsafe.Add(base, uintptr(pc)*insnSize))
-		pc++
+		in = (*insn)(ip)
+		ip = unsafe.Add(ip, insnSize)
 		switch in.op {
 		// 64-bit ALU.
 		case opAdd64Imm:
@@ -388,35 +390,37 @@ func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 
 		// Calls.
 		case opCall:
-			if err := m.callHelper(env, in.imm, pc-1); err != nil {
-				return 0, err
+			if m.ip = ip; m.callHelper(env, in.imm, pcOf(base, ip)) != nil {
+				return 0, m.err
 			}
+			ip = m.ip
 		case opCallX:
-			if err := m.callHelper(env, r[in.dst], pc-1); err != nil {
-				return 0, err
+			if m.ip = ip; m.callHelper(env, r[in.dst], pcOf(base, ip)) != nil {
+				return 0, m.err
 			}
+			ip = m.ip
 		case opCallLocal:
-			if depth == isa.MaxCallDepth-1 {
-				return 0, fault(pc-1, "call depth exceeds %d frames", isa.MaxCallDepth)
+			if m.depth == isa.MaxCallDepth-1 {
+				return 0, fault(pcOf(base, ip), "call depth exceeds %d frames", isa.MaxCallDepth)
 			}
-			f := &m.frames[depth]
-			f.ret, f.fp = pc, r[10]
+			f := &m.frames[m.depth&(isa.MaxCallDepth-1)]
+			f.ret, f.fp = ip, r[10]
 			f.saved = [4]uint64{r[6], r[7], r[8], r[9]}
-			depth++
+			m.depth++
 			r[10] -= isa.StackSize
-			lo -= isa.StackSize
-			span += isa.StackSize
-			pc = int(in.off)
+			m.lo -= isa.StackSize
+			m.span += isa.StackSize
+			ip = unsafe.Add(base, uintptr(in.off)*insnSize)
 		case opExit:
-			if depth == 0 {
+			if m.depth == 0 {
 				return r[0], nil
 			}
-			depth--
-			f := &m.frames[depth]
-			pc, r[10] = f.ret, f.fp
+			m.depth--
+			f := &m.frames[m.depth&(isa.MaxCallDepth-1)]
+			ip, r[10] = f.ret, f.fp
 			r[6], r[7], r[8], r[9] = f.saved[0], f.saved[1], f.saved[2], f.saved[3]
-			lo += isa.StackSize
-			span -= isa.StackSize
+			m.lo += isa.StackSize
+			m.span -= isa.StackSize
 
 		// Loads.
 		case opLdxB:
@@ -435,44 +439,72 @@ func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 			r[in.dst] = uint64(int64(*(*int32)(at(r[in.src] + in.imm))))
 		case opLdxBChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-1 && !env.Mem.Check(a, 1, false) {
-				return 0, memFault(pc-1, a, 1, false, env)
+			if a-m.lo > m.span-1 {
+				if m.ip = ip; !env.Mem.Check(a, 1, false) {
+					return 0, memFault(pcOf(base, ip), a, 1, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = uint64(*(*uint8)(at(a)))
 		case opLdxHChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-2 && !env.Mem.Check(a, 2, false) {
-				return 0, memFault(pc-1, a, 2, false, env)
+			if a-m.lo > m.span-2 {
+				if m.ip = ip; !env.Mem.Check(a, 2, false) {
+					return 0, memFault(pcOf(base, ip), a, 2, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = uint64(*(*uint16)(at(a)))
 		case opLdxWChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-4 && !env.Mem.Check(a, 4, false) {
-				return 0, memFault(pc-1, a, 4, false, env)
+			if a-m.lo > m.span-4 {
+				if m.ip = ip; !env.Mem.Check(a, 4, false) {
+					return 0, memFault(pcOf(base, ip), a, 4, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = uint64(*(*uint32)(at(a)))
 		case opLdxDWChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-8 && !env.Mem.Check(a, 8, false) {
-				return 0, memFault(pc-1, a, 8, false, env)
+			if a-m.lo > m.span-8 {
+				if m.ip = ip; !env.Mem.Check(a, 8, false) {
+					return 0, memFault(pcOf(base, ip), a, 8, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = *(*uint64)(at(a))
 		case opLdxSBChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-1 && !env.Mem.Check(a, 1, false) {
-				return 0, memFault(pc-1, a, 1, false, env)
+			if a-m.lo > m.span-1 {
+				if m.ip = ip; !env.Mem.Check(a, 1, false) {
+					return 0, memFault(pcOf(base, ip), a, 1, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = uint64(int64(*(*int8)(at(a))))
 		case opLdxSHChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-2 && !env.Mem.Check(a, 2, false) {
-				return 0, memFault(pc-1, a, 2, false, env)
+			if a-m.lo > m.span-2 {
+				if m.ip = ip; !env.Mem.Check(a, 2, false) {
+					return 0, memFault(pcOf(base, ip), a, 2, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = uint64(int64(*(*int16)(at(a))))
 		case opLdxSWChk:
 			a := r[in.src] + in.imm
-			if a-lo > span-4 && !env.Mem.Check(a, 4, false) {
-				return 0, memFault(pc-1, a, 4, false, env)
+			if a-m.lo > m.span-4 {
+				if m.ip = ip; !env.Mem.Check(a, 4, false) {
+					return 0, memFault(pcOf(base, ip), a, 4, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			r[in.dst] = uint64(int64(*(*int32)(at(a))))
 
@@ -487,26 +519,42 @@ func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 			*(*uint64)(at(r[in.dst] + uint64(int64(in.off)))) = in.imm
 		case opStBChk:
 			a := r[in.dst] + uint64(int64(in.off))
-			if a-lo > span-1 && !env.Mem.Check(a, 1, true) {
-				return 0, memFault(pc-1, a, 1, true, env)
+			if a-m.lo > m.span-1 {
+				if m.ip = ip; !env.Mem.Check(a, 1, true) {
+					return 0, memFault(pcOf(base, ip), a, 1, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint8)(at(a)) = uint8(in.imm)
 		case opStHChk:
 			a := r[in.dst] + uint64(int64(in.off))
-			if a-lo > span-2 && !env.Mem.Check(a, 2, true) {
-				return 0, memFault(pc-1, a, 2, true, env)
+			if a-m.lo > m.span-2 {
+				if m.ip = ip; !env.Mem.Check(a, 2, true) {
+					return 0, memFault(pcOf(base, ip), a, 2, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint16)(at(a)) = uint16(in.imm)
 		case opStWChk:
 			a := r[in.dst] + uint64(int64(in.off))
-			if a-lo > span-4 && !env.Mem.Check(a, 4, true) {
-				return 0, memFault(pc-1, a, 4, true, env)
+			if a-m.lo > m.span-4 {
+				if m.ip = ip; !env.Mem.Check(a, 4, true) {
+					return 0, memFault(pcOf(base, ip), a, 4, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint32)(at(a)) = uint32(in.imm)
 		case opStDWChk:
 			a := r[in.dst] + uint64(int64(in.off))
-			if a-lo > span-8 && !env.Mem.Check(a, 8, true) {
-				return 0, memFault(pc-1, a, 8, true, env)
+			if a-m.lo > m.span-8 {
+				if m.ip = ip; !env.Mem.Check(a, 8, true) {
+					return 0, memFault(pcOf(base, ip), a, 8, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint64)(at(a)) = in.imm
 
@@ -521,74 +569,96 @@ func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 			*(*uint64)(at(r[in.dst] + in.imm)) = r[in.src]
 		case opStxBChk:
 			a := r[in.dst] + in.imm
-			if a-lo > span-1 && !env.Mem.Check(a, 1, true) {
-				return 0, memFault(pc-1, a, 1, true, env)
+			if a-m.lo > m.span-1 {
+				if m.ip = ip; !env.Mem.Check(a, 1, true) {
+					return 0, memFault(pcOf(base, ip), a, 1, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint8)(at(a)) = uint8(r[in.src])
 		case opStxHChk:
 			a := r[in.dst] + in.imm
-			if a-lo > span-2 && !env.Mem.Check(a, 2, true) {
-				return 0, memFault(pc-1, a, 2, true, env)
+			if a-m.lo > m.span-2 {
+				if m.ip = ip; !env.Mem.Check(a, 2, true) {
+					return 0, memFault(pcOf(base, ip), a, 2, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint16)(at(a)) = uint16(r[in.src])
 		case opStxWChk:
 			a := r[in.dst] + in.imm
-			if a-lo > span-4 && !env.Mem.Check(a, 4, true) {
-				return 0, memFault(pc-1, a, 4, true, env)
+			if a-m.lo > m.span-4 {
+				if m.ip = ip; !env.Mem.Check(a, 4, true) {
+					return 0, memFault(pcOf(base, ip), a, 4, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint32)(at(a)) = uint32(r[in.src])
 		case opStxDWChk:
 			a := r[in.dst] + in.imm
-			if a-lo > span-8 && !env.Mem.Check(a, 8, true) {
-				return 0, memFault(pc-1, a, 8, true, env)
+			if a-m.lo > m.span-8 {
+				if m.ip = ip; !env.Mem.Check(a, 8, true) {
+					return 0, memFault(pcOf(base, ip), a, 8, true, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
 			}
 			*(*uint64)(at(a)) = r[in.src]
 
 		// The rest.
 		case opLdDW:
 			r[in.dst] = in.imm
-			pc++
+			ip = unsafe.Add(ip, insnSize)
 		case opLdMap:
 			if in.imm >= uint64(len(env.Maps)) {
-				return 0, fault(pc-1, "map %d is not in the run's environment", in.imm)
+				return 0, fault(pcOf(base, ip), "map %d is not in the run's environment", in.imm)
 			}
 			r[in.dst] = env.Maps[in.imm]
-			pc++
+			ip = unsafe.Add(ip, insnSize)
 		case opLdMapValue:
 			if in.imm >= uint64(len(env.MapValues)) || env.MapValues[in.imm] == 0 {
-				return 0, fault(pc-1, "map %d has no direct value access in the run's environment", in.imm)
+				return 0, fault(pcOf(base, ip), "map %d has no direct value access in the run's environment", in.imm)
 			}
 			r[in.dst] = env.MapValues[in.imm] + uint64(uint32(in.off))
-			pc++
+			ip = unsafe.Add(ip, insnSize)
 		case opAtomic:
-			if err := m.atomic(in, env, lo, span, pc-1); err != nil {
-				return 0, err
+			if m.ip = ip; m.atomic(in, env, pcOf(base, ip)) != nil {
+				return 0, m.err
 			}
+			ip = m.ip
 		case opLdPacket:
-			ok, err := m.ldPacket(in, env, pc-1)
+			m.ip = ip
+			ok, err := m.ldPacket(in, env, pcOf(base, ip))
 			if err != nil {
 				return 0, err
 			}
 			if !ok {
 				return 0, nil // an out-of-bounds packet load ends the program with 0
 			}
+			ip = m.ip
 		case opFellOff:
-			return 0, fault(pc-1, "execution ran past the last instruction")
+			return 0, fault(pcOf(base, ip), "execution ran past the last instruction")
 		default:
-			return 0, invalidFault(c, pc-1)
+			return 0, invalidFault(c, pcOf(base, ip))
 		}
 		continue
 
 	taken:
-		// A taken jump: backward ones are charged to the budget.
-		if t := int(in.off); t < pc {
-			budget -= int64(pc - t)
-			if budget < 0 {
-				return 0, fault(pc-1, "instruction budget of %d exhausted", env.Budget)
+		// A taken jump: backward ones are charged to the budget, the length of the loop.
+		t := unsafe.Add(base, uintptr(in.off)*insnSize)
+		if uintptr(t) < uintptr(ip) {
+			if m.budget -= int64((uintptr(ip) - uintptr(t)) / insnSize); m.budget < 0 {
+				return 0, fault(pcOf(base, ip), "instruction budget of %d exhausted", env.Budget)
 			}
-			pc = t
-		} else {
-			pc = t
 		}
+		ip = t
 	}
+}
+
+// pcOf returns the index of the instruction that ip follows: the one being executed.
+func pcOf(base, ip unsafe.Pointer) int {
+	return int((uintptr(ip)-uintptr(base))/insnSize) - 1
 }

@@ -22,9 +22,9 @@ const StackSize = isa.MaxCallDepth * isa.StackSize
 
 // frame is what a bpf-to-bpf call saves.
 type frame struct {
-	ret   int       // index of the instruction after the call
-	saved [4]uint64 // r6..r9
-	fp    uint64    // the caller's r10
+	ret   unsafe.Pointer // the decoded instruction after the call
+	saved [4]uint64      // r6..r9
+	fp    uint64         // the caller's r10
 }
 
 // Machine runs programs. It owns a stack of isa.MaxCallDepth 512-byte frames in heap memory.
@@ -36,6 +36,14 @@ type Machine struct {
 	frames [isa.MaxCallDepth]frame
 	stack  []byte // StackSize bytes; frame 0 is at the top
 	top    uint64 // address one past the stack, r10 of frame 0
+
+	// The state of the run in progress, kept here rather than in the dispatch loop's locals.
+	depth  int            // bpf-to-bpf call depth
+	lo     uint64         // bottom of the current frame: [lo, top) is the live stack
+	span   uint64         // top - lo
+	budget int64          // what is left of the budget
+	ip     unsafe.Pointer // the instruction pointer, saved across calls out of the loop
+	err    error          // the error of the last failed call out of the loop
 
 	// A one-entry cache for Run.
 	lastProg *program.Program
