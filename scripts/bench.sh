@@ -47,7 +47,7 @@ clang -O2 -I"$tmp" -Iscripts/bench -o "$tmp/driver" scripts/bench/driver.c "$tmp
 # The same 4 KiB of pseudo-random input for both sides.
 "$tmp/driver" --input "$tmp/input"
 
-[ -x bin/ebpfu-bench ] || CGO_ENABLED=0 go build -o bin/ ./cmd/ebpfu-bench
+CGO_ENABLED=0 go build -o bin/ ./cmd/ebpfu-bench
 echo "eBPF executors vs native C (clang -O2), ns per run, best of 5; $(nproc) cores, $(uname -r)"
 "$tmp/driver" "$tmp/input" "$secs" > "$tmp/native.txt"
 bin/ebpfu-bench -input "$tmp/input" -native "$tmp/native.txt" -exec "$execs" -time "${secs}s" \
