@@ -467,6 +467,15 @@ func (c *compiler) patch() error {
 
 // emit produces the whole code once with the current branch sizes.
 func (c *compiler) emit() error {
+	if c.offsets == nil { // first pass: sizes from typical code, to spare regrowing
+		n := len(c.insns)
+		c.offsets = make([]uint32, n+1)
+		c.a.b = make([]byte, 0, 40*n+512)
+		c.fixups = make([]fixup, 0, n+n/2)
+		c.labelPos = make([]int, 0, c.nfixed+2*n)
+		c.long = make([]bool, 0, 2*n)
+		c.stubs = make([]stub, 0, n/4)
+	}
 	c.a.b = c.a.b[:0]
 	c.labelPos = c.labelPos[:0]
 	for i := 0; i < c.nfixed; i++ {
@@ -476,11 +485,6 @@ func (c *compiler) emit() error {
 	c.stubs = c.stubs[:0]
 	c.site = 0
 	c.checkRegions, c.faultExit = -1, -1
-	if c.offsets == nil {
-		c.offsets = make([]uint32, len(c.insns)+1)
-		c.a.b = make([]byte, 0, 16*len(c.insns)+256)
-		c.fixups = make([]fixup, 0, len(c.insns))
-	}
 
 	c.prologue()
 	for k, f := range c.p.Funcs {
