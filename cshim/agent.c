@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -661,6 +663,132 @@ static void install_doorbell(void)
 	sigfillset(&act.sa_mask);
 	if (real_sigaction(EBPFU_DOORBELL_SIGNAL, &act, &host_act) == 0)
 		installed = 1;
+}
+
+/* ---- exec: the doorbell must not kill the next image ----
+ *
+ * A registered process that execs keeps its pid and its registration, but exec resets the
+ * doorbell's handler to the default action, which terminates: a server ringing between the exec
+ * and the new image's agent installing its handler would kill it. Ignored signals stay ignored
+ * across exec, so the agent ignores the doorbell just before it; the new image's agent installs
+ * its handler and syncs in its constructor, and an image without the agent ignores the signal.
+ * posix_spawn and vfork children never registered, so they need nothing. */
+
+static int ignore_doorbell(struct sigaction *saved)
+{
+	struct sigaction ign;
+	if (!installed)
+		return 0;
+	ezero(&ign, sizeof ign);
+	ign.sa_handler = SIG_IGN;
+	return real_sigaction(EBPFU_DOORBELL_SIGNAL, &ign, saved) == 0;
+}
+
+static void restore_doorbell(int saved_ok, const struct sigaction *saved)
+{
+	if (!saved_ok)
+		return;
+	real_sigaction(EBPFU_DOORBELL_SIGNAL, saved, 0);
+	ebpfu_sync(0); /* a ring may have come while it was ignored */
+}
+
+#define EXPORT __attribute__((visibility("default")))
+#define REAL(name)                                                                                   \
+	static __typeof__(name) *real_##name;                                                        \
+	if (!real_##name)                                                                            \
+	real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	REAL(execve);
+	struct sigaction saved;
+	int ok = ignore_doorbell(&saved);
+	int r = real_execve(path, argv, envp);
+	restore_doorbell(ok, &saved);
+	return r;
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	REAL(execv);
+	struct sigaction saved;
+	int ok = ignore_doorbell(&saved);
+	int r = real_execv(path, argv);
+	restore_doorbell(ok, &saved);
+	return r;
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	REAL(execvp);
+	struct sigaction saved;
+	int ok = ignore_doorbell(&saved);
+	int r = real_execvp(file, argv);
+	restore_doorbell(ok, &saved);
+	return r;
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	REAL(execvpe);
+	struct sigaction saved;
+	int ok = ignore_doorbell(&saved);
+	int r = real_execvpe(file, argv, envp);
+	restore_doorbell(ok, &saved);
+	return r;
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	REAL(fexecve);
+	struct sigaction saved;
+	int ok = ignore_doorbell(&saved);
+	int r = real_fexecve(fd, argv, envp);
+	restore_doorbell(ok, &saved);
+	return r;
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+	REAL(execveat);
+	struct sigaction saved;
+	int ok = ignore_doorbell(&saved);
+	int r = real_execveat(dirfd, path, argv, envp, flags);
+	restore_doorbell(ok, &saved);
+	return r;
+}
+
+/* execl, execlp, execle: their arguments as an array, then the array forms above. */
+#define MAX_EXECL_ARGS 4096
+#define COLLECT(first, envp_out)                                                                     \
+	char *argv[MAX_EXECL_ARGS + 1];                                                              \
+	int argc = 0;                                                                                \
+	va_list ap;                                                                                  \
+	va_start(ap, first);                                                                         \
+	argv[argc++] = (char *)(first);                                                              \
+	while (argv[argc - 1] && argc <= MAX_EXECL_ARGS)                                             \
+		argv[argc++] = va_arg(ap, char *);                                                   \
+	argv[argc] = 0;                                                                              \
+	envp_out;                                                                                    \
+	va_end(ap)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	COLLECT(arg, (void)0);
+	return execv(path, argv);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	COLLECT(arg, (void)0);
+	return execvp(file, argv);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char **envp;
+	COLLECT(arg, envp = va_arg(ap, char **));
+	return execve(path, argv, envp);
 }
 
 /* ---- process life ---- */

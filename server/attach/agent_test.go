@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -292,4 +293,83 @@ func TestPatchMidInstruction(t *testing.T) {
 	if m.sum(t, 0) == 0 {
 		t.Fatal("no hits")
 	}
+}
+
+// runScript runs testdata/script.sh with bash, with the agent when env is not nil.
+func runScript(t *testing.T, env []string) string {
+	t.Helper()
+	cmd := exec.Command("bash", "testdata/script.sh")
+	if env != nil {
+		cmd.Env = env
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// TestBash runs a bash script of subshells, pipelines, traps and background jobs in traced
+// processes with probes on malloc in every one of them (entry and return), ten times, and
+// once more while attachments change under it: its output is always the untraced one.
+func TestBash(t *testing.T) {
+	h := newHarness(t)
+	want := runScript(t, nil)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	probe := exec.Command(bash, "-c", "exit 0")
+	probe.Env = h.env()
+	if err := probe.Run(); err != nil {
+		t.Fatal(err)
+	}
+	w := h.start()
+	libc := libcPath(t, w.pid)
+	l, m := h.countProg()
+	rl, rm := h.recordProg(regAX)
+	h.attach(libc, "malloc", l, false)
+	h.attach(libc, "malloc", rl, true)
+	for i := range 10 {
+		if got := runScript(t, h.env()); got != want {
+			t.Fatalf("run %d: output\n%s\nwant\n%s", i, got, want)
+		}
+	}
+	if m.sum(t, 0) == 0 || rm.u64s(t, 1)[0] == 0 {
+		t.Fatal("no malloc seen")
+	}
+	t.Logf("malloc: %d entries, %d returns", m.sum(t, 0), rm.u64s(t, 1)[0])
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l2, _ := h.countProg()
+		for range 20 {
+			id, err := h.tab.Attach(&Probe{Point: mustResolve(t, libc, "free"), Code: l2.code, Entry: l2.entry, Maps: l2.maps})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			h.tab.Ring(time.Second)
+			h.tab.Detach(id)
+			h.tab.Ring(time.Second)
+		}
+	}()
+	for i := 0; ; i++ {
+		if got := runScript(t, h.env()); got != want {
+			t.Fatalf("run %d while attaching: output\n%s\nwant\n%s", i, got, want)
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+	}
+}
+
+func mustResolve(t *testing.T, path, sym string) *Point {
+	pt, err := Resolve(path, fileOffset(t, path, sym))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pt
 }
