@@ -301,6 +301,20 @@ static void path_in(char *out, uint64_t size, const char *a, const char *b)
 	}
 }
 
+/* ebpfu_table_read reads n bytes at offset off of the table file: the parts agents do not map
+ * (slots, objects), so that they cost no resident memory. */
+int ebpfu_table_read(uint64_t off, void *buf, uint64_t n)
+{
+	char path[320];
+	path_in(path, sizeof path, EBPFU_ATT_FILE, 0);
+	long f = esys3(SYS_open, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (f < 0)
+		return -1;
+	long got = esys4(SYS_pread64, f, buf, n, off);
+	esys1(SYS_close, f);
+	return got == (long)n ? 0 : -1;
+}
+
 static void open_table(void)
 {
 	char path[320];
@@ -315,14 +329,14 @@ static void open_table(void)
 		esys1(SYS_close, f);
 		return;
 	}
-	long m = esys6(SYS_mmap, 0, EBPFU_ATT_FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	long m = esys6(SYS_mmap, 0, EBPFU_ATT_MAPPED, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
 	esys1(SYS_close, f);
 	if (m < 0 && m > -4096)
 		return;
 	uint8_t *t = (uint8_t *)m;
 	if (ld64(t, EBPFU_ATT_HDR_MAGIC) != EBPFU_ATT_MAGIC || ld32(t, EBPFU_ATT_HDR_VERSION) != EBPFU_ATT_VERSION ||
 	    ld32(t, EBPFU_ATT_HDR_NSLOTS) > EBPFU_ATT_NSLOTS || ld32(t, EBPFU_ATT_HDR_NCPU) > EBPFU_ATT_MAX_CPUS) {
-		esys2(SYS_munmap, m, EBPFU_ATT_FILE_SIZE);
+		esys2(SYS_munmap, m, EBPFU_ATT_MAPPED);
 		return;
 	}
 	ebpfu_agent.ncpu = ld32(t, EBPFU_ATT_HDR_NCPU);
@@ -357,12 +371,12 @@ static void unregister_self(void)
 
 void ebpfu_slot_error(uint32_t i, const char *why)
 {
-	uint8_t *s = ebpfu_agent.table + EBPFU_ATT_SLOTS + (uint64_t)i * EBPFU_ATT_SLOT_SIZE;
-	__atomic_add_fetch((uint32_t *)(s + EBPFU_SLOT_NERR), 1, __ATOMIC_RELAXED);
-	__atomic_store_n((uint32_t *)(s + EBPFU_SLOT_ERR_PID), (uint32_t)ebpfu_agent.pid, __ATOMIC_RELAXED);
-	char *e = (char *)s + EBPFU_SLOT_ERR;
+	uint8_t *s = ebpfu_agent.table + EBPFU_ATT_STATUS + (uint64_t)i * EBPFU_ATT_STATUS_SIZE;
+	__atomic_add_fetch((uint32_t *)(s + EBPFU_STATUS_NERR), 1, __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)(s + EBPFU_STATUS_ERR_PID), (uint32_t)ebpfu_agent.pid, __ATOMIC_RELAXED);
+	char *e = (char *)s + EBPFU_STATUS_ERR;
 	uint64_t k = 0;
-	for (; why[k] && k < 119; k++)
+	for (; why[k] && k < 51; k++)
 		e[k] = why[k];
 	e[k] = 0;
 	ebpfu_log("slot error: ", why, i);
@@ -467,7 +481,8 @@ static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
 	applied[i].site = site;
 	applied[i].prog = p;
 	applied[i].ret = (ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_RETPROBE) != 0;
-	__atomic_add_fetch((uint32_t *)(s + EBPFU_SLOT_NAPPLIED), 1, __ATOMIC_RELAXED);
+	uint8_t *st = ebpfu_agent.table + EBPFU_ATT_STATUS + (uint64_t)i * EBPFU_ATT_STATUS_SIZE;
+	__atomic_add_fetch((uint32_t *)(st + EBPFU_STATUS_NAPPLIED), 1, __ATOMIC_RELAXED);
 }
 
 /* publish gives every site the lists of its applied programs, in slot order. */
@@ -517,30 +532,29 @@ static void sync_once(void *uctx)
 		return;
 	uint32_t nslots = ld32(t, EBPFU_ATT_HDR_NSLOTS);
 	int changed = 0;
+	static uint8_t s[EBPFU_ATT_SLOT_SIZE] __attribute__((aligned(8)));
 	for (uint32_t i = 0; i < nslots; i++) {
-		const uint8_t *s = t + EBPFU_ATT_SLOTS + (uint64_t)i * EBPFU_ATT_SLOT_SIZE;
-		uint32_t seq, state = 0;
-		uint64_t id = 0;
-		for (int tries = 0; tries < 1000; tries++) {
-			seq = ld32(s, EBPFU_SLOT_SEQ);
-			if (seq & 1) {
-				esys0(SYS_sched_yield);
-				continue;
-			}
-			state = ld32(s, EBPFU_SLOT_STATE);
-			id = ld64(s, EBPFU_SLOT_ID);
-			if (ld32(s, EBPFU_SLOT_SEQ) == seq)
-				break;
-		}
-		int active = state == 1 && id != 0;
-		if (applied[i].id && (!active || applied[i].id != id)) {
+		uint64_t id = ld64(t, EBPFU_ATT_DIR + 8 * (uint64_t)i);
+		if (id == applied[i].id || (id && failed[i] == id))
+			continue;
+		if (applied[i].id) {
 			applied[i].id = 0;
 			changed = 1;
 		}
-		if (active && applied[i].id != id && failed[i] != id) {
-			attach_slot(i, s, id);
-			changed |= applied[i].id == id;
-		}
+		if (!id)
+			continue;
+		/* a slot is written before the directory names it; read it whole, and again its
+		 * sequence: odd or changed means it was being rewritten */
+		uint64_t off = EBPFU_ATT_SLOTS + (uint64_t)i * EBPFU_ATT_SLOT_SIZE;
+		uint32_t seq2 = 1;
+		if (ebpfu_table_read(off, s, sizeof s) < 0 ||
+		    ebpfu_table_read(off + EBPFU_SLOT_SEQ, &seq2, 4) < 0)
+			continue;
+		uint32_t seq = ld32(s, EBPFU_SLOT_SEQ);
+		if ((seq & 1) || seq != seq2 || ld32(s, EBPFU_SLOT_STATE) != 1 || ld64(s, EBPFU_SLOT_ID) != id)
+			continue;
+		attach_slot(i, s, id);
+		changed |= applied[i].id == id;
 	}
 	if (changed) {
 		publish();

@@ -145,6 +145,7 @@ void ebpfu_sync(void *uctx);
 void ebpfu_slot_error(uint32_t slot, const char *why);
 uint32_t ebpfu_tid(struct tstate *t);
 int ebpfu_prot(uint64_t addr);
+int ebpfu_table_read(uint64_t off, void *buf, uint64_t n);
 
 /* objects.c */
 struct obj *ebpfu_obj_get(uint32_t id);

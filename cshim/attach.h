@@ -25,9 +25,18 @@
 #define EBPFU_ATT_HDR_BUDGET 0x20    /* u64 instruction budget of probe runs (0: none) */
 #define EBPFU_ATT_HDR_NEXT_ID 0x28   /* u64 last attachment id given */
 
-#define EBPFU_ATT_LEASES 0x1000      /* ncpu x 64 bytes: u32 owner tid (0: free) */
+#define EBPFU_ATT_DIR 0x800         /* u64[nslots]: the id of slot i's attachment, 0 when free.
+				     * Agents scan this page, not the slots. */
+#define EBPFU_ATT_STATUS 0x1000     /* nslots x 64 bytes: what agents report of slot i */
+#define EBPFU_ATT_STATUS_SIZE 64
+#define EBPFU_STATUS_NAPPLIED 0x00  /* u32 processes that applied it (counted up, never down) */
+#define EBPFU_STATUS_NERR 0x04      /* u32 processes that failed to */
+#define EBPFU_STATUS_ERR_PID 0x08   /* u32 the last one */
+#define EBPFU_STATUS_ERR 0x0c       /* char[52] its one-line reason */
+#define EBPFU_ATT_LEASES 0x8000      /* ncpu x 64 bytes: u32 owner tid (0: free) */
 #define EBPFU_ATT_LEASE_SIZE 64
 #define EBPFU_ATT_MAX_CPUS 512
+#define EBPFU_ATT_MAPPED 0x10000     /* agents map the table up to here and read the rest */
 #define EBPFU_ATT_OBJS 0x10000       /* nobjs x 32 bytes, open addressing from id % nobjs */
 #define EBPFU_ATT_OBJ_SIZE 32
 #define EBPFU_ATT_SLOTS 0x40000      /* nslots x 4096 bytes */
@@ -76,10 +85,6 @@ enum {
 #define EBPFU_SLOT_BOUNDS 0x200     /* u8[16][2]: instruction starts, orig offset, copy offset */
 #define EBPFU_SLOT_MAP_IDS 0x220    /* u32[64] object ids of the program's maps, by map index */
 #define EBPFU_SLOT_PATH 0x400       /* char[1024] the probed file's path (diagnostics, fallback) */
-#define EBPFU_SLOT_NERR 0x800       /* u32 agents that failed to apply the slot */
-#define EBPFU_SLOT_ERR_PID 0x804    /* u32 the last one */
-#define EBPFU_SLOT_ERR 0x808        /* char[120] its one-line reason */
-#define EBPFU_SLOT_NAPPLIED 0x880   /* u32 processes that applied it (counted up, never down) */
 
 #define EBPFU_SLOT_F_RETPROBE 1u
 #define EBPFU_SLOT_F_FUNC_ENTRY 2u /* the probe point is a function's first instruction */

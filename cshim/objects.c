@@ -27,24 +27,26 @@ static void fmt_u32(char *p, uint32_t v, char **end)
 	*end = p;
 }
 
-/* table_obj finds id's entry in the table's object index. */
-static const uint8_t *table_obj(uint32_t id)
+/* table_obj reads id's entry of the table's object index into e. */
+static int table_obj(uint32_t id, uint8_t e[EBPFU_ATT_OBJ_SIZE])
 {
 	const uint8_t *tab = ebpfu_agent.table;
 	if (!tab || id == 0 || id == EBPFU_OBJ_DELETED)
-		return 0;
+		return -1;
 	uint32_t n = ld32(tab, EBPFU_ATT_HDR_NOBJS);
 	if (n == 0 || n > EBPFU_ATT_NOBJS)
-		return 0;
+		return -1;
 	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = tab + EBPFU_ATT_OBJS + (uint64_t)((id + i) % n) * EBPFU_ATT_OBJ_SIZE;
+		uint64_t off = EBPFU_ATT_OBJS + (uint64_t)((id + i) % n) * EBPFU_ATT_OBJ_SIZE;
+		if (ebpfu_table_read(off, e, EBPFU_ATT_OBJ_SIZE) < 0)
+			return -1;
 		uint32_t eid = ld32(e, EBPFU_OBJ_ID);
 		if (eid == id)
-			return e;
-		if (eid == 0)
 			return 0;
+		if (eid == 0)
+			return -1;
 	}
-	return 0;
+	return -1;
 }
 
 /* obj_map opens and maps the object an entry describes. */
@@ -101,8 +103,8 @@ struct obj *ebpfu_obj_get(uint32_t id)
 		if (have == 0)
 			break;
 	}
-	const uint8_t *e = table_obj(id);
-	if (!e)
+	uint8_t e[EBPFU_ATT_OBJ_SIZE] __attribute__((aligned(8)));
+	if (table_obj(id, e) < 0)
 		return 0;
 	struct obj tmp;
 	ezero(&tmp, sizeof tmp);

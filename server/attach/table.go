@@ -31,8 +31,11 @@ const (
 	hdrBudget  = 0x20
 	hdrNextID  = 0x28
 
-	leasesOff = 0x1000
-	leaseSize = 64
+	dirOff     = 0x800
+	statusOff  = 0x1000
+	statusSize = 64
+	leasesOff  = 0x8000
+	leaseSize  = 64
 	// MaxCPUs bounds the CPUs programs may see (per-CPU slots leased by runs).
 	MaxCPUs  = 512
 	objsOff  = 0x10000
@@ -75,10 +78,12 @@ const (
 	slotBounds    = 0x200
 	slotMapIDs    = 0x220
 	slotPath      = 0x400
-	slotNErr      = 0x800
-	slotErrPID    = 0x804
-	slotErr       = 0x808
-	slotNApplied  = 0x880
+
+	statusNApplied = 0x00
+	statusNErr     = 0x04
+	statusErrPID   = 0x08
+	statusErr      = 0x0c
+	statusErrLen   = 52
 
 	flagRetprobe  = 1
 	flagFuncEntry = 2
@@ -380,6 +385,9 @@ func (t *Table) Attach(p *Probe) (uint64, error) {
 		copy(s[slotPath:slotPath+maxPath], pt.Path)
 		t.store32(slot+slotState, 1)
 		t.store32(slot+slotSeq, seq+2)
+		st := statusOff + statusSize*((slot-slotsOff)/slotSize)
+		clear(t.mem[st : st+statusSize])
+		t.store64(dirOff+8*((slot-slotsOff)/slotSize), id)
 		atomic.AddUint64(t.p64(hdrGen), 1)
 		return nil
 	})
@@ -393,6 +401,7 @@ func (t *Table) Detach(id uint64) error {
 		if slot < 0 {
 			return fmt.Errorf("detach %d: no such attachment: %w", id, syscall.ENOENT)
 		}
+		t.store64(dirOff+8*((slot-slotsOff)/slotSize), 0)
 		seq := t.load32(slot + slotSeq)
 		t.store32(slot+slotSeq, seq|1)
 		t.store32(slot+slotState, 0)
@@ -428,7 +437,8 @@ func (t *Table) Status(id uint64) (Status, bool) {
 	if s < 0 {
 		return Status{}, false
 	}
-	msg := t.mem[s+slotErr : s+slotErr+120]
+	s = statusOff + statusSize*((s-slotsOff)/slotSize)
+	msg := t.mem[s+statusErr : s+statusErr+statusErrLen]
 	for i, c := range msg {
 		if c == 0 {
 			msg = msg[:i]
@@ -436,9 +446,9 @@ func (t *Table) Status(id uint64) (Status, bool) {
 		}
 	}
 	return Status{
-		Applied:   t.load32(s + slotNApplied),
-		Failed:    t.load32(s + slotNErr),
-		ErrPID:    int(t.load32(s + slotErrPID)),
+		Applied:   t.load32(s + statusNApplied),
+		Failed:    t.load32(s + statusNErr),
+		ErrPID:    int(t.load32(s + statusErrPID)),
 		LastError: string(msg),
 	}, true
 }
