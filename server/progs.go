@@ -1,7 +1,7 @@
 package server
 
 import (
-	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"syscall"
@@ -47,8 +47,8 @@ func progMemlock(n int) int {
 	return (sizeofBPFProg + 8*n + kernelPageSize - 1) / kernelPageSize * kernelPageSize
 }
 
-// progTag is the kernel's bpf_prog_calc_tag: the first 8 bytes of the SHA-1 of the instructions
-// with the immediates of map references zeroed.
+// progTag is the kernel's bpf_prog_calc_tag: the first 8 bytes of the SHA-256 (Linux 6.18; SHA-1
+// before) of the instructions with the immediates of map references zeroed.
 func progTag(insns []isa.Instruction) [8]byte {
 	raw := make([]byte, 0, 8*len(insns))
 	wasLdMap := false
@@ -65,7 +65,7 @@ func progTag(insns []isa.Instruction) [8]byte {
 		}
 		raw = append(raw, isa.Encode([]isa.Instruction{in})...)
 	}
-	sum := sha1.Sum(raw)
+	sum := sha256.Sum256(raw)
 	var tag [8]byte
 	copy(tag[:], sum[:8])
 	return tag
