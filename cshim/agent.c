@@ -403,7 +403,7 @@ static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
 		*why = "malformed slot";
 		return 0;
 	}
-	struct obj *code = ebpfu_obj_get(ld32(s, EBPFU_SLOT_CODE_OBJ));
+	struct obj *code = ebpfu_obj_get(EBPFU_OBJ_CODE, ld32(s, EBPFU_SLOT_CODE_OBJ));
 	uint32_t entry = ld32(s, EBPFU_SLOT_CODE_ENTRY);
 	if (!code || code->kind != EBPFU_OBJ_CODE || entry >= code->size) {
 		*why = "cannot map the program's code";
@@ -424,7 +424,7 @@ static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
 	p->nmaps = nmaps;
 	p->func_entry = (ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_FUNC_ENTRY) != 0;
 	for (uint32_t j = 0; j < nmaps; j++) {
-		struct obj *o = ebpfu_obj_get(ld32(s, EBPFU_SLOT_MAP_IDS + 4 * j));
+		struct obj *o = ebpfu_obj_get(EBPFU_OBJ_MAP, ld32(s, EBPFU_SLOT_MAP_IDS + 4 * j));
 		if (!o || o->kind != EBPFU_OBJ_MAP) {
 			*why = "cannot map one of the program's maps";
 			return 0;
@@ -450,6 +450,9 @@ static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
 static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
 {
 	const char *why = 0;
+	uint32_t only = ld32(s, EBPFU_SLOT_PID);
+	if (only && only != (uint32_t)ebpfu_agent.pid)
+		return;
 	struct find_mod fm = {
 		.major = ld32(s, EBPFU_SLOT_DEV_MAJOR),
 		.minor = ld32(s, EBPFU_SLOT_DEV_MINOR),

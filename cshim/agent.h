@@ -148,7 +148,7 @@ int ebpfu_prot(uint64_t addr);
 int ebpfu_table_read(uint64_t off, void *buf, uint64_t n);
 
 /* objects.c */
-struct obj *ebpfu_obj_get(uint32_t id);
+struct obj *ebpfu_obj_get(uint32_t kind, uint32_t id);
 void *ebpfu_bump(uint64_t size);
 
 /* patch.c */

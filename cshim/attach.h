@@ -46,7 +46,8 @@
 #define EBPFU_ATT_FILE_SIZE (EBPFU_ATT_SLOTS + EBPFU_ATT_NSLOTS * EBPFU_ATT_SLOT_SIZE)
 
 /* Object entry: where an agent finds an object's memory (a memfd or unnamed state file held
- * open by a server process). */
+ * open by a server process). Objects are named by kind and id together: maps, programs' code and
+ * perf rings have id spaces of their own. */
 #define EBPFU_OBJ_ID 0x00   /* u32: 0 free, 0xffffffff deleted */
 #define EBPFU_OBJ_KIND 0x04 /* u32 */
 #define EBPFU_OBJ_PID 0x08  /* u32 holder process */
@@ -79,6 +80,7 @@ enum {
 #define EBPFU_SLOT_CODE_OBJ 0x048   /* u32 object id of the program's code */
 #define EBPFU_SLOT_CODE_ENTRY 0x04c /* u32 offset of the entry point in it */
 #define EBPFU_SLOT_NMAPS 0x050      /* u32 maps of the program */
+#define EBPFU_SLOT_PID 0x054        /* u32 only this process (perf_event_open's pid), 0: every one */
 #define EBPFU_SLOT_ORIG 0x060       /* u8[32] original bytes at the probe point */
 #define EBPFU_SLOT_COPY 0x080       /* u8[128] relocated displaced instructions */
 #define EBPFU_SLOT_FIXUPS 0x100     /* fixup[16]: u16 at, u16 end, u32 kind, s64 target */

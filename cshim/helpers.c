@@ -128,7 +128,7 @@ static uint64_t map_delete_elem(uint64_t map, uint64_t key, uint64_t r3, uint64_
 static struct ebpfu_map *resolve_ring(uint32_t ref, void *arg)
 {
 	UNUSED(arg);
-	struct obj *o = ebpfu_obj_get(ref);
+	struct obj *o = ebpfu_obj_get(EBPFU_OBJ_RING, ref);
 	return o && o->kind == EBPFU_OBJ_RING ? &o->map : 0;
 }
 

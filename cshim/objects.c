@@ -27,8 +27,8 @@ static void fmt_u32(char *p, uint32_t v, char **end)
 	*end = p;
 }
 
-/* table_obj reads id's entry of the table's object index into e. */
-static int table_obj(uint32_t id, uint8_t e[EBPFU_ATT_OBJ_SIZE])
+/* table_obj reads the entry of object (kind, id) of the table's object index into e. */
+static int table_obj(uint32_t kind, uint32_t id, uint8_t e[EBPFU_ATT_OBJ_SIZE])
 {
 	const uint8_t *tab = ebpfu_agent.table;
 	if (!tab || id == 0 || id == EBPFU_OBJ_DELETED)
@@ -41,7 +41,7 @@ static int table_obj(uint32_t id, uint8_t e[EBPFU_ATT_OBJ_SIZE])
 		if (ebpfu_table_read(off, e, EBPFU_ATT_OBJ_SIZE) < 0)
 			return -1;
 		uint32_t eid = ld32(e, EBPFU_OBJ_ID);
-		if (eid == id)
+		if (eid == id && ld32(e, EBPFU_OBJ_KIND) == kind)
 			return 0;
 		if (eid == 0)
 			return -1;
@@ -54,6 +54,8 @@ static int obj_map(const uint8_t *e, uint32_t id, struct obj *o)
 {
 	uint32_t kind = ld32(e, EBPFU_OBJ_KIND), pid = ld32(e, EBPFU_OBJ_PID), fd = ld32(e, EBPFU_OBJ_FD);
 	uint64_t ino = ld64(e, EBPFU_OBJ_INO), size = ld64(e, EBPFU_OBJ_SIZE);
+	if (kind != EBPFU_OBJ_MAP && kind != EBPFU_OBJ_CODE && kind != EBPFU_OBJ_RING)
+		return -1;
 	if (ld32(e, EBPFU_OBJ_ID) != id || size == 0 || size % 4096 || size > (1ull << 36))
 		return -1;
 	char path[64] = "/proc/", *p;
@@ -90,21 +92,22 @@ static int obj_map(const uint8_t *e, uint32_t id, struct obj *o)
 	return 0;
 }
 
-/* ebpfu_obj_get returns object id mapped into this process, mapping it on first use (from a
- * sync or, for perf rings, from a helper: entries are claimed with an atomic exchange). */
-struct obj *ebpfu_obj_get(uint32_t id)
+/* ebpfu_obj_get returns object (kind, id) mapped into this process, mapping it on first use
+ * (from a sync or, for perf rings, from a helper: entries are claimed with an atomic exchange
+ * and published with the id last). */
+struct obj *ebpfu_obj_get(uint32_t kind, uint32_t id)
 {
 	if (id == 0 || id >= 0x80000000u)
 		return 0;
 	for (int i = 0; i < NOBJ; i++) {
 		uint32_t have = __atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE);
-		if (have == id)
+		if (have == id && objs[i].kind == kind)
 			return &objs[i];
 		if (have == 0)
 			break;
 	}
 	uint8_t e[EBPFU_ATT_OBJ_SIZE] __attribute__((aligned(8)));
-	if (table_obj(id, e) < 0)
+	if (table_obj(kind, id, e) < 0)
 		return 0;
 	struct obj tmp;
 	ezero(&tmp, sizeof tmp);
@@ -112,13 +115,13 @@ struct obj *ebpfu_obj_get(uint32_t id)
 		return 0;
 	for (int i = 0; i < NOBJ; i++) {
 		uint32_t zero = 0;
-		if (__atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE) == id) { /* mapped by another run meanwhile */
+		if (__atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE) == id && objs[i].kind == kind) { /* mapped meanwhile */
 			esys2(SYS_munmap, tmp.base, tmp.size);
 			return &objs[i];
 		}
 		if (__atomic_compare_exchange_n(&objs[i].id, &zero, 0x80000000u | id, 0, __ATOMIC_ACQ_REL,
 						__ATOMIC_RELAXED)) {
-			objs[i].kind = tmp.kind;
+			objs[i].kind = tmp.kind; /* == kind: obj_map checked it */
 			objs[i].base = tmp.base;
 			objs[i].size = tmp.size;
 			objs[i].map = tmp.map;

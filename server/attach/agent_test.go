@@ -373,3 +373,23 @@ func mustResolve(t *testing.T, path, sym string) *Point {
 	}
 	return pt
 }
+
+// TestPIDFilter: a probe limited to one process runs in it only.
+func TestPIDFilter(t *testing.T) {
+	h := newHarness(t)
+	w1, w2 := h.start(), h.start()
+	work := filepath.Join(h.bin, "work")
+	l, m := h.countProg()
+	pt := mustResolve(t, work, "probed")
+	if _, err := h.tab.Attach(&Probe{Point: pt, Code: l.code, Entry: l.entry, Maps: l.maps, PID: w2.pid}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.tab.Ring(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w1.do("call 100 0 0")
+	w2.do("call 10 0 0")
+	if n := m.sum(t, 0); n != 10 {
+		t.Fatalf("count = %d, want 10 (the second process only)", n)
+	}
+}

@@ -74,7 +74,7 @@ type harness struct {
 	tab *Table
 	bin string
 	fds []int
-	id  uint32 // last object id given
+	ids map[ObjectKind]uint32 // last object id given, per kind (as the server's id spaces)
 }
 
 func newHarness(t testing.TB) *harness {
@@ -88,7 +88,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, tab: tab, bin: bin}
+	h := &harness{t: t, dir: dir, tab: tab, bin: bin, ids: map[ObjectKind]uint32{}}
 	t.Cleanup(func() {
 		tab.Close()
 		for _, fd := range h.fds {
@@ -170,15 +170,15 @@ func (p *proc) do(format string, args ...any) string {
 // object records fd of this process as an object of the table and returns its id.
 func (h *harness) object(kind ObjectKind, fd int) uint32 {
 	h.t.Helper()
-	h.id++
-	o, err := ObjectOf(h.id, kind, fd)
+	h.ids[kind]++
+	o, err := ObjectOf(h.ids[kind], kind, fd)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	if err := h.tab.PutObject(o); err != nil {
 		h.t.Fatal(err)
 	}
-	return h.id
+	return h.ids[kind]
 }
 
 type hmap struct {
@@ -267,17 +267,16 @@ func (h *harness) load(insns asm.Instructions, ms ...*hmap) *loaded {
 	if err != nil {
 		h.t.Fatalf("compile: %v", err)
 	}
-	fd, err := unix.MemfdCreate("ebpfu-code", unix.MFD_CLOEXEC)
+	f, err := CodeFile(c)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.fds = append(h.fds, fd)
-	size := (len(c.Text) + 4095) &^ 4095
-	text := make([]byte, size)
-	copy(text, c.Text)
-	if _, err := unix.Write(fd, text); err != nil {
-		h.t.Fatal(err)
-	}
 	l := &loaded{code: h.object(ObjectCode, fd), entry: uint32(c.Entry), prog: p}
 	for _, mi := range p.Maps {
 		l.maps = append(l.maps, mi.ID)

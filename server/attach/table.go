@@ -72,6 +72,7 @@ const (
 	slotCodeObj   = 0x048
 	slotCodeEntry = 0x04c
 	slotNMaps     = 0x050
+	slotPID       = 0x054
 	slotOrig      = 0x060
 	slotCopy      = 0x080
 	slotFixups    = 0x100
@@ -113,7 +114,8 @@ const (
 
 // Object tells agents where to find an object's memory: file descriptor FD of process PID (a
 // memfd or unnamed state file that process holds open), whose inode is Ino; Size bytes from
-// offset 0 are mapped.
+// offset 0 are mapped. Kind and ID name it together: maps, programs (their code) and perf rings
+// keep the server's id spaces, one per kind.
 type Object struct {
 	ID   uint32
 	Kind ObjectKind
@@ -143,6 +145,9 @@ type Probe struct {
 	Entry uint32
 	// Maps holds the object id of each map of the program, by map index (program.Program.Maps).
 	Maps []uint32
+	// PID limits the probe to one process (perf_event_open's pid); 0 means every process that
+	// maps the file, as the kernel's -1.
+	PID int
 }
 
 // Table is the per-user attachments table (docs/probes.md) as a server writes it. Writers
@@ -265,7 +270,7 @@ func (t *Table) PutObject(o Object) error {
 		for i := range numObjs {
 			e := objsOff + int((uint64(o.ID)+uint64(i))%numObjs)*objSize
 			id := t.load32(e + objID)
-			if id == o.ID {
+			if id == o.ID && ObjectKind(t.load32(e+objKind)) == o.Kind {
 				free = e
 				break
 			}
@@ -293,13 +298,13 @@ func (t *Table) PutObject(o Object) error {
 	})
 }
 
-// DeleteObject forgets object id. Agents that mapped it keep their mapping.
-func (t *Table) DeleteObject(id uint32) {
+// DeleteObject forgets object (kind, id). Agents that mapped it keep their mapping.
+func (t *Table) DeleteObject(kind ObjectKind, id uint32) {
 	t.locked(func() error {
 		for i := range numObjs {
 			e := objsOff + int((uint64(id)+uint64(i))%numObjs)*objSize
 			have := t.load32(e + objID)
-			if have == id {
+			if have == id && ObjectKind(t.load32(e+objKind)) == kind {
 				t.store32(e+objID, objDead)
 				return nil
 			}
@@ -366,6 +371,7 @@ func (t *Table) Attach(p *Probe) (uint64, error) {
 		le.PutUint32(s[slotCodeObj:], p.Code)
 		le.PutUint32(s[slotCodeEntry:], p.Entry)
 		le.PutUint32(s[slotNMaps:], uint32(len(p.Maps)))
+		le.PutUint32(s[slotPID:], uint32(p.PID))
 		copy(s[slotOrig:], d.Orig)
 		copy(s[slotCopy:], d.Copy)
 		for i, f := range d.Fixups {
