@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ebpfu/ebpfu/server"
+	"github.com/ebpfu/ebpfu/server/attach"
 	"github.com/ebpfu/ebpfu/shim"
 )
 
@@ -56,8 +57,8 @@ func runTool(argv []string) int {
 	return exitStatus(st)
 }
 
-// runWorkload runs a workload as a traced process. Until the agent exists it runs the command
-// as it is.
+// runWorkload runs a workload as a traced process: the agent (bin/libebpfu.so) preloaded, so
+// that the probes of every tool of the user apply to it and its descendants.
 func runWorkload(args []string) int {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
@@ -66,7 +67,13 @@ func runWorkload(args []string) int {
 		fmt.Fprintln(os.Stderr, usage)
 		return 2
 	}
+	agent, err := attach.AgentPath()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ebpfu-shim: %v\n", err)
+		return 126
+	}
 	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = attach.TracedEnv(os.Environ(), agent, "")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
 	if err := cmd.Start(); err != nil {
