@@ -326,11 +326,48 @@ static uint32_t list_threads(uint32_t self)
 	return n;
 }
 
+/* blocks_doorbell reports whether thread tid blocks the agent's signal (SigBlk of its status):
+ * such a thread cannot be stopped, and waiting for it would only delay the patch. */
+static int blocks_doorbell(uint32_t tid)
+{
+	static char buf[4096];
+	char path[48] = "/proc/self/task/", *p = path + 16;
+	char tmp[12];
+	int k = 0;
+	do
+		tmp[k++] = (char)('0' + tid % 10);
+	while (tid /= 10);
+	while (k)
+		*p++ = tmp[--k];
+	ecopy(p, "/status", 8);
+	long f = esys3(SYS_open, path, O_RDONLY | O_CLOEXEC, 0);
+	if (f < 0)
+		return 0;
+	long n = esys3(SYS_read, f, buf, sizeof buf - 1);
+	esys1(SYS_close, f);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	for (char *q = buf; *q; q++) {
+		if (q[0] == 'S' && q[1] == 'i' && q[2] == 'g' && q[3] == 'B' && q[4] == 'l' && q[5] == 'k' && q[6] == ':') {
+			q += 7;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			uint64_t mask = 0;
+			for (; (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f'); q++)
+				mask = mask * 16 + (uint64_t)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+			return (mask >> (EBPFU_DOORBELL_SIGNAL - 1)) & 1;
+		}
+	}
+	return 0;
+}
+
 static int stop_world(uint32_t self, int32_t pid)
 {
 	uint32_t n = list_threads(self);
 	if (n == 0)
 		return 0;
+	int blocked = 0;
 	siginfo_t si;
 	ezero(&si, sizeof si);
 	si.si_signo = EBPFU_DOORBELL_SIGNAL;
@@ -339,19 +376,22 @@ static int stop_world(uint32_t self, int32_t pid)
 	si.si_uid = ebpfu_agent.uid;
 	si.si_value.sival_int = STOP_MAGIC;
 	uint32_t sent = 0;
-	for (uint32_t i = 0; i < n; i++)
-		if (esys4(SYS_rt_tgsigqueueinfo, pid, tids[i], EBPFU_DOORBELL_SIGNAL, &si) == 0)
+	for (uint32_t i = 0; i < n; i++) {
+		if (blocks_doorbell(tids[i]))
+			blocked++;
+		else if (esys4(SYS_rt_tgsigqueueinfo, pid, tids[i], EBPFU_DOORBELL_SIGNAL, &si) == 0)
 			sent++;
+	}
 	/* wait for the acknowledgements: 200 ms at most (a thread that blocks the signal never
 	 * answers) */
 	for (int round = 0; round < 40; round++) {
 		uint32_t a = __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE);
 		if (a >= sent)
-			return (int)(sent - a);
+			return blocked;
 		struct timespec ts = {0, 5 * 1000 * 1000};
 		esys6(SYS_futex, (long)&stw.acks, FUTEX_WAIT_, a, (long)&ts, 0, 0);
 	}
-	return (int)(sent - __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE));
+	return blocked + (int)(sent - __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE));
 }
 
 /* ebpfu_patch_apply patches in the sites that want it and restores those that no longer do,

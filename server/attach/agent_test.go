@@ -393,3 +393,22 @@ func TestPIDFilter(t *testing.T) {
 		t.Fatalf("count = %d, want 10 (the second process only)", n)
 	}
 }
+
+// TestBlockedThreads: threads that block every signal cannot be stopped; patching goes on
+// without them (the jump is one aligned 8-byte store) and the probes count.
+func TestBlockedThreads(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	w.do("idle 3")
+	l, m := h.countProg()
+	for range 5 {
+		id := h.attach(work, "probed", l, false)
+		w.do("threads 2 1000")
+		h.detach(id)
+		w.do("threads 2 1000")
+	}
+	if n := m.sum(t, 0); n != 10000 {
+		t.Fatalf("count = %d, want 10000", n)
+	}
+}

@@ -10,6 +10,7 @@
  *   hammer T       T threads call probed in a loop until "stop"; prints "started"
  *   stop           stops them; prints the calls they made
  *   slow T         T threads call slowcopy in a loop until "stop"; prints "started"
+ *   idle T         T threads that block every signal sleep until the process exits
  *   bench N        N calls of probed; prints the nanoseconds per call
  *   getpid N       N calls of getpid(); prints "done"
  *   bytes          prints the first 16 bytes of probed in hex
@@ -18,6 +19,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,17 @@ static void *slow(void *arg)
 		n++;
 	}
 	counts[i] = n;
+	return 0;
+}
+
+static void *idle(void *arg)
+{
+	sigset_t all;
+	(void)arg;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, 0);
+	for (;;)
+		pause();
 	return 0;
 }
 
@@ -180,6 +193,12 @@ int main(void)
 			nh = (int)n;
 			for (long i = 0; i < n; i++)
 				pthread_create(&th[i], 0, slow, (void *)i);
+			printf("started\n");
+		} else if (sscanf(line, "idle %ld", &n) == 1) {
+			for (long i = 0; i < n; i++) {
+				pthread_t t;
+				pthread_create(&t, 0, idle, 0);
+			}
 			printf("started\n");
 		} else if (strncmp(line, "stop", 4) == 0) {
 			long total = 0;
