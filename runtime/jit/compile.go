@@ -123,6 +123,8 @@ type compiler struct {
 	checkSizes []uint8
 	// target marks the instructions jumps go to.
 	isTarget []bool
+	// loopHead marks the targets of back-edges, aligned to 16 bytes.
+	loopHead []bool
 	// stackish has bit r set, before each instruction, when register r probably points into
 	// the stack (a guess from a linear scan: it orders the checks of checked accesses).
 	stackish []uint16
@@ -201,6 +203,7 @@ func (c *compiler) prepare() error {
 	c.saved = make([][]reg, len(funcs))
 	c.checkSizes = make([]uint8, len(funcs))
 	c.isTarget = make([]bool, n)
+	c.loopHead = make([]bool, n)
 	written := make([][isa.NumRegs]bool, len(funcs))
 	for pc := 0; pc < n; pc++ {
 		ins := c.insns[pc]
@@ -254,6 +257,9 @@ func (c *compiler) prepare() error {
 				continue
 			}
 			c.isTarget[t] = true
+			if t <= pc {
+				c.loopHead[t] = true
+			}
 			if c.funcOf[t] != c.funcOf[pc] {
 				return fmt.Errorf("instruction %d: jump to %d, in another function", pc, t)
 			}
@@ -493,6 +499,9 @@ func (c *compiler) emit() error {
 			c.subPrologue(k)
 		}
 		for pc := f.Start; pc < f.End; pc++ {
+			if c.loopHead[pc] {
+				c.a.align(16)
+			}
 			c.place(label(pc))
 			c.offsets[pc] = uint32(c.a.pos())
 			if c.fuseLea(pc) {

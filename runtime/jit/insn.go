@@ -491,6 +491,9 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 	if c.p.Checks[pc] != program.CheckBounds {
 		return m
 	}
+	if base == rbp && int(off) >= -512 && int(off)+size <= 0 {
+		return m // inside the current frame: the check cannot fail
+	}
 	a := &c.a
 	if c.checkRegions < 0 {
 		c.checkRegions = c.newLabel()

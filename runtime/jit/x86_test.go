@@ -205,6 +205,7 @@ func TestEncodeRegReg(t *testing.T) {
 		encodingCase{func(a *asm) { a.signExtendAX(false) }, "cdq"},
 		encodingCase{func(a *asm) { a.ret() }, "ret"},
 		encodingCase{func(a *asm) { a.ud2() }, "ud2"},
+		encodingCase{func(a *asm) { a.bytes(nops[1]...) }, "nop"},
 	)
 	checkEncodings(t, cases)
 }
@@ -283,6 +284,24 @@ func TestEncodeMemory(t *testing.T) {
 		cases = append(cases, encodingCase{func(a *asm) { a.callM(m) }, "call " + ptr(8) + mt})
 	}
 	checkEncodings(t, cases)
+}
+
+func TestAlign(t *testing.T) {
+	for start := 0; start < 40; start++ {
+		var a asm
+		a.b = make([]byte, start)
+		a.align(16)
+		if len(a.b)%16 != 0 || len(a.b)-start >= 16 {
+			t.Fatalf("from %d: %d bytes", start, len(a.b))
+		}
+		for off := start; off < len(a.b); {
+			in, err := x86asm.Decode(a.b[off:], 64)
+			if err != nil || in.Op != x86asm.NOP {
+				t.Fatalf("from %d: % x at %d is not a nop (%v)", start, a.b[off:], off, err)
+			}
+			off += in.Len
+		}
+	}
 }
 
 func TestEncodeBranches(t *testing.T) {
