@@ -30,12 +30,14 @@ func (c *Code) Program() *program.Program { return c.prog }
 //   - immediate stores: imm is the value, off the offset.
 //   - jumps and local calls: off is the target's index; conditional jumps compare with imm.
 //   - lddw: imm is the constant (or the map index); off is the offset of a map value access.
-//   - atomics and packet loads: raw holds the instruction.
+//   - atomics: imm holds the atomic operation, the opcode and the check; packet loads: off holds
+//     the opcode.
+//   - fused instructions (fuse.go): see their operations.
 type insn struct {
 	op  uint8
 	dst uint8
 	src uint8
-	_   uint8
+	aux uint8 // a second source register, in fused instructions
 	off int32
 	imm uint64
 }
@@ -210,6 +212,36 @@ const (
 	opLdMapValue // dst = env.MapValues[imm] + off
 	opAtomic     // every atomic; see atomic.go
 	opLdPacket   // LD_ABS / LD_IND
+
+	// Fused instructions (fuse.go). A fused instruction stands in the first slot of the
+	// sequence it replaces and skips the rest, which keep their own decoding.
+	opMovAdd64Imm // r[dst] = r[src] + imm; one slot more
+	opMovSub64Imm
+	opMovAnd64Imm
+	opMovOr64Imm
+	opMovXor64Imm
+	opMovLsh64Imm
+	opMovRsh64Imm
+	opMovArsh64Imm
+	opMovAdd64Reg // r[dst] = r[src] + r[aux]; one slot more
+	opMovSub64Reg
+	opMovAnd64Reg
+	opMovOr64Reg
+	opMovXor64Reg
+	opMovAdd32Imm // r[dst] = uint32(r[src]) + imm, zero-extended; one slot more
+	opMovAnd32Imm
+	opMovOr32Imm
+	opMovXor32Imm
+	opMovLsh32Imm
+	opMovRsh32Imm
+	opLdxBIdx // r[dst] = *(u8 *)(r[src] + r[aux] + imm); off more slots
+	opLdxHIdx
+	opLdxWIdx
+	opLdxDWIdx
+	opLdxBIdxChk
+	opLdxHIdxChk
+	opLdxWIdxChk
+	opLdxDWIdxChk
 	numOps
 )
 
@@ -226,7 +258,10 @@ func decodeError(format string, args ...any) error {
 // not, can make the interpreter misbehave: with every access marked program.CheckBounds, any
 // stream is safe to run. Prepare fails only for an empty program or one whose Checks do not
 // match its instructions.
-func Prepare(p *program.Program) (*Code, error) {
+func Prepare(p *program.Program) (*Code, error) { return prepare(p, true) }
+
+// prepare decodes p, fusing common instruction sequences when fuse is set.
+func prepare(p *program.Program, fuse bool) (*Code, error) {
 	n := len(p.Insns)
 	if n == 0 {
 		return nil, fmt.Errorf("prepare: empty program")
@@ -279,6 +314,9 @@ func Prepare(p *program.Program) (*Code, error) {
 		}
 	}
 	c.insns[n] = insn{op: opFellOff}
+	if fuse {
+		c.fuse()
+	}
 	return c, nil
 }
 

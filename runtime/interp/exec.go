@@ -639,6 +639,124 @@ func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 				return 0, nil // an out-of-bounds packet load ends the program with 0
 			}
 			ip = m.ip
+		// Fused instructions (fuse.go).
+		case opMovAdd64Imm:
+			r[in.dst] = r[in.src] + in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovSub64Imm:
+			r[in.dst] = r[in.src] - in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovAnd64Imm:
+			r[in.dst] = r[in.src] & in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovOr64Imm:
+			r[in.dst] = r[in.src] | in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovXor64Imm:
+			r[in.dst] = r[in.src] ^ in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovLsh64Imm:
+			r[in.dst] = r[in.src] << in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovRsh64Imm:
+			r[in.dst] = r[in.src] >> in.imm
+			ip = unsafe.Add(ip, insnSize)
+		case opMovArsh64Imm:
+			r[in.dst] = uint64(int64(r[in.src]) >> in.imm)
+			ip = unsafe.Add(ip, insnSize)
+		case opMovAdd64Reg:
+			r[in.dst] = r[in.src] + r[in.aux]
+			ip = unsafe.Add(ip, insnSize)
+		case opMovSub64Reg:
+			r[in.dst] = r[in.src] - r[in.aux]
+			ip = unsafe.Add(ip, insnSize)
+		case opMovAnd64Reg:
+			r[in.dst] = r[in.src] & r[in.aux]
+			ip = unsafe.Add(ip, insnSize)
+		case opMovOr64Reg:
+			r[in.dst] = r[in.src] | r[in.aux]
+			ip = unsafe.Add(ip, insnSize)
+		case opMovXor64Reg:
+			r[in.dst] = r[in.src] ^ r[in.aux]
+			ip = unsafe.Add(ip, insnSize)
+		case opMovAdd32Imm:
+			r[in.dst] = uint64(uint32(r[in.src]) + uint32(in.imm))
+			ip = unsafe.Add(ip, insnSize)
+		case opMovAnd32Imm:
+			r[in.dst] = uint64(uint32(r[in.src]) & uint32(in.imm))
+			ip = unsafe.Add(ip, insnSize)
+		case opMovOr32Imm:
+			r[in.dst] = uint64(uint32(r[in.src]) | uint32(in.imm))
+			ip = unsafe.Add(ip, insnSize)
+		case opMovXor32Imm:
+			r[in.dst] = uint64(uint32(r[in.src]) ^ uint32(in.imm))
+			ip = unsafe.Add(ip, insnSize)
+		case opMovLsh32Imm:
+			r[in.dst] = uint64(uint32(r[in.src]) << in.imm)
+			ip = unsafe.Add(ip, insnSize)
+		case opMovRsh32Imm:
+			r[in.dst] = uint64(uint32(r[in.src]) >> in.imm)
+			ip = unsafe.Add(ip, insnSize)
+		case opLdxBIdx:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			r[in.dst] = uint64(*(*uint8)(at(a)))
+		case opLdxHIdx:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			r[in.dst] = uint64(*(*uint16)(at(a)))
+		case opLdxWIdx:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			r[in.dst] = uint64(*(*uint32)(at(a)))
+		case opLdxDWIdx:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			r[in.dst] = *(*uint64)(at(a))
+		case opLdxBIdxChk:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			if a-m.lo > m.span-1 {
+				if m.ip = ip; !env.Mem.Check(a, 1, false) {
+					return 0, memFault(pcOf(base, ip), a, 1, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
+			}
+			r[in.dst] = uint64(*(*uint8)(at(a)))
+		case opLdxHIdxChk:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			if a-m.lo > m.span-2 {
+				if m.ip = ip; !env.Mem.Check(a, 2, false) {
+					return 0, memFault(pcOf(base, ip), a, 2, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
+			}
+			r[in.dst] = uint64(*(*uint16)(at(a)))
+		case opLdxWIdxChk:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			if a-m.lo > m.span-4 {
+				if m.ip = ip; !env.Mem.Check(a, 4, false) {
+					return 0, memFault(pcOf(base, ip), a, 4, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
+			}
+			r[in.dst] = uint64(*(*uint32)(at(a)))
+		case opLdxDWIdxChk:
+			a := r[in.src] + r[in.aux] + in.imm
+			ip = unsafe.Add(ip, uintptr(in.off)*insnSize)
+			if a-m.lo > m.span-8 {
+				if m.ip = ip; !env.Mem.Check(a, 8, false) {
+					return 0, memFault(pcOf(base, ip), a, 8, false, env)
+				}
+				ip = m.ip
+				in = (*insn)(unsafe.Add(ip, -int(insnSize)))
+			}
+			r[in.dst] = *(*uint64)(at(a))
 		case opFellOff:
 			return 0, fault(pcOf(base, ip), "execution ran past the last instruction")
 		default:

@@ -54,16 +54,21 @@ func rawEnv(t testing.TB, mem []byte) *helper.Env {
 	return env
 }
 
-func runTest(t *testing.T, m *Machine, tc *conformance.Test, checked bool) (uint64, error) {
+func runTest(t *testing.T, m *Machine, tc *conformance.Test, checked, fuse bool) (uint64, error) {
 	t.Helper()
 	mem := heapBytes(len(tc.Mem))
 	copy(mem, tc.Mem)
 	env := rawEnv(t, mem)
-	return m.Run(progOf(tc.Insns, checked), env, [5]uint64{memory.Addr(mem), uint64(len(mem))})
+	c, err := prepare(progOf(tc.Insns, checked), fuse)
+	if err != nil {
+		return 0, err
+	}
+	return m.RunCode(c, env, [5]uint64{memory.Addr(mem), uint64(len(mem))})
 }
 
 // TestConformanceFiles runs all 313 files, every access checked at run time as the placeholder
-// verifier marks them, and again with none checked (as a verifier that proves them would).
+// verifier marks them, and again with none checked (as a verifier that proves them would), each
+// with and without superinstructions.
 func TestConformanceFiles(t *testing.T) {
 	dir, ok := conformance.FindDir()
 	if !ok {
@@ -74,21 +79,21 @@ func TestConformanceFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := New()
-	for _, checked := range []bool{true, false} {
+	for _, mode := range []struct{ checked, fuse bool }{{true, true}, {false, true}, {true, false}, {false, false}} {
 		passed := 0
 		for _, tc := range tests {
-			got, err := runTest(t, m, tc, checked)
+			got, err := runTest(t, m, tc, mode.checked, mode.fuse)
 			switch {
 			case err != nil:
-				t.Errorf("%s (checked=%v): %v", tc.Name, checked, err)
+				t.Errorf("%s (%+v): %v", tc.Name, mode, err)
 			case got != tc.Result:
-				t.Errorf("%s (checked=%v): r0 = %#x, want %#x", tc.Name, checked, got, tc.Result)
+				t.Errorf("%s (%+v): r0 = %#x, want %#x", tc.Name, mode, got, tc.Result)
 			default:
 				passed++
 			}
 		}
 		if passed != 313 {
-			t.Errorf("checked=%v: %d/%d passed, want 313", checked, passed, len(tests))
+			t.Errorf("%+v: %d/%d passed, want 313", mode, passed, len(tests))
 		}
 	}
 }
