@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpfu/ebpfu/runtime/maps"
 )
@@ -410,5 +412,164 @@ func TestBlockedThreads(t *testing.T) {
 	}
 	if n := m.sum(t, 0); n != 10000 {
 		t.Fatalf("count = %d, want 10000", n)
+	}
+}
+
+// TestHelpers runs the current-task, time and output helpers in a traced process: the values
+// go to an array and, through perf_event_output, to the perf ring of the run's CPU slot.
+func TestHelpers(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	vals := h.newMap(maps.Array, 4, 48, 1)
+	ncpu := h.tab.NumCPU()
+	events := h.newMap(maps.PerfEventArray, 4, 4, uint32(ncpu))
+	var rings []*maps.PerfRing
+	for cpu := range ncpu {
+		r, err := maps.NewPerfRing(cpu, 4*4096, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		if err := r.SetDataSize(4 * 4096); err != nil {
+			t.Fatal(err)
+		}
+		r.SetEnabled(true)
+		h.ids[ObjectRing]++
+		id := h.ids[ObjectRing]
+		o, err := ObjectOf(id, ObjectRing, r.FD())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.tab.PutObject(o); err != nil {
+			t.Fatal(err)
+		}
+		if err := events.Update(binary.LittleEndian.AppendUint32(nil, uint32(cpu)), binary.LittleEndian.AppendUint32(nil, id), 0); err != nil {
+			t.Fatal(err)
+		}
+		rings = append(rings, r)
+	}
+	l := h.load(asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.FnGetCurrentPidTgid.Call(),
+		asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
+		asm.FnGetCurrentUidGid.Call(),
+		asm.StoreMem(asm.RFP, -16, asm.R0, asm.DWord),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, -24, asm.R0, asm.DWord),
+		asm.FnGetSmpProcessorId.Call(),
+		asm.StoreMem(asm.RFP, -32, asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, -48),
+		asm.Mov.Imm(asm.R2, 16),
+		asm.FnGetCurrentComm.Call(),
+		asm.StoreImm(asm.RFP, -52, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -52),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, -48),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnMapUpdateElem.Call(),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, 1),
+		asm.LoadImm(asm.R3, 0xffffffff, asm.DWord),
+		asm.Mov.Reg(asm.R4, asm.RFP),
+		asm.Add.Imm(asm.R4, -48),
+		asm.Mov.Imm(asm.R5, 48),
+		asm.FnPerfEventOutput.Call(),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	}, vals, events)
+	h.attach(work, "probed", l, false)
+	var before, after unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &before)
+	w.do("call 3 0 0")
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &after)
+	v := vals.u64s(t, 0)
+	comm := string(bytes.TrimRight(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, v[0]), v[1]), "\x00"))
+	if want := uint64(w.pid)<<32 | uint64(w.pid); v[5] != want {
+		t.Errorf("pid_tgid %#x, want %#x", v[5], want)
+	}
+	if want := uint64(os.Getgid())<<32 | uint64(os.Getuid()); v[4] != want {
+		t.Errorf("uid_gid %#x, want %#x", v[4], want)
+	}
+	if v[3] < uint64(before.Nano()) || v[3] > uint64(after.Nano()) {
+		t.Errorf("ktime %d outside [%d, %d]", v[3], before.Nano(), after.Nano())
+	}
+	if v[2] >= uint64(ncpu) {
+		t.Errorf("cpu %d of %d", v[2], ncpu)
+	}
+	if comm != "work" {
+		t.Errorf("comm %q", comm)
+	}
+	samples := 0
+	for cpu, r := range rings {
+		for _, rec := range perfSamples(t, r) {
+			samples++
+			if len(rec) < 48 || binary.LittleEndian.Uint64(rec[16:]) != uint64(cpu) || binary.LittleEndian.Uint64(rec[40:]) != v[5] {
+				t.Errorf("ring %d: sample % x", cpu, rec)
+			}
+		}
+	}
+	if samples != 3 {
+		t.Errorf("%d samples in the perf rings, want 3", samples)
+	}
+}
+
+// perfSamples returns the raw data of the PERF_RECORD_SAMPLE records in ring r.
+func perfSamples(t *testing.T, r *maps.PerfRing) [][]byte {
+	size := int(r.DataSize())
+	mem, err := unix.Mmap(r.FD(), 0, 4096+size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	head := binary.LittleEndian.Uint64(mem[1024:])
+	data := mem[4096:]
+	var out [][]byte
+	for pos := uint64(0); pos < head; {
+		at := func(i uint64) byte { return data[(pos+i)%uint64(size)] }
+		hdr := make([]byte, 8)
+		for i := range hdr {
+			hdr[i] = at(uint64(i))
+		}
+		typ, rsize := binary.LittleEndian.Uint32(hdr), uint64(binary.LittleEndian.Uint16(hdr[6:]))
+		if rsize == 0 {
+			t.Fatalf("empty record at %d", pos)
+		}
+		if typ == 9 { // PERF_RECORD_SAMPLE: u32 size, then the raw data
+			rec := make([]byte, rsize-8)
+			for i := range rec {
+				rec[i] = at(8 + uint64(i))
+			}
+			n := binary.LittleEndian.Uint32(rec)
+			out = append(out, rec[4:4+n])
+		}
+		pos += rsize
+	}
+	return out
+}
+
+// TestForkChildGetsLaterAttach: a fork child registers itself, so an attachment made after the
+// fork reaches it too.
+func TestForkChildGetsLaterAttach(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	var child int
+	if _, err := fmt.Sscanf(w.do("forklater 100"), "child %d", &child); err != nil {
+		t.Fatal(err)
+	}
+	l, m := h.countProg()
+	h.attach(work, "probed", l, false)
+	if !slices.Contains(h.tab.Processes(), child) {
+		t.Errorf("child %d is not registered: %v", child, h.tab.Processes())
+	}
+	if got := w.do("release"); got != "done 0" {
+		t.Fatalf("release: %s", got)
+	}
+	if n := m.sum(t, 0); n != 100 {
+		t.Fatalf("count = %d, want 100 (the child's calls)", n)
 	}
 }

@@ -10,6 +10,8 @@
  *   hammer T       T threads call probed in a loop until "stop"; prints "started"
  *   stop           stops them; prints the calls they made
  *   slow T         T threads call slowcopy in a loop until "stop"; prints "started"
+ *   forklater N    forks a child that waits; prints "child PID"
+ *   release        the child makes N calls of probed and exits; prints "done STATUS"
  *   idle T         T threads that block every signal sleep until the process exits
  *   bench N        N calls of probed; prints the nanoseconds per call
  *   getpid N       N calls of getpid(); prints "done"
@@ -133,7 +135,8 @@ int main(void)
 {
 	char line[4096];
 	pthread_t th[64];
-	int nh = 0;
+	int nh = 0, rel[2] = {-1, -1};
+	pid_t later = 0;
 	setvbuf(stdout, 0, _IOLBF, 0);
 	probed(-1, 1); /* a probe attached before the process started sees this call */
 	printf("ready %d\n", getpid());
@@ -200,6 +203,28 @@ int main(void)
 				pthread_create(&t, 0, idle, 0);
 			}
 			printf("started\n");
+		} else if (sscanf(line, "forklater %ld", &n) == 1) {
+			if (pipe(rel) < 0)
+				return 1;
+			later = fork();
+			if (later == 0) {
+				char c;
+				close(rel[1]);
+				if (read(rel[0], &c, 1) != 1)
+					_exit(2);
+				for (long i = 0; i < n; i++)
+					probed(i, 2);
+				_exit(0);
+			}
+			close(rel[0]);
+			printf("child %d\n", later);
+		} else if (strncmp(line, "release", 7) == 0) {
+			int st;
+			if (write(rel[1], "x", 1) != 1)
+				return 1;
+			close(rel[1]);
+			waitpid(later, &st, 0);
+			printf("done %d\n", WEXITSTATUS(st));
 		} else if (strncmp(line, "stop", 4) == 0) {
 			long total = 0;
 			stop_flag = 1;
