@@ -491,13 +491,23 @@ func decodeALU(i isa.Instruction, pc int) (insn, error) {
 		return op32
 	}
 	if o == isa.ALUEnd {
+		w := 0 // 16, 32, 64 bits
+		switch i.Imm {
+		case 16:
+		case 32:
+			w = 1
+		case 64:
+			w = 2
+		default:
+			return bad()
+		}
 		switch {
 		case is64 && !reg:
-			out.op = map[int32]uint8{16: opBswap16, 32: opBswap32, 64: opBswap64}[i.Imm]
+			out.op = [3]uint8{opBswap16, opBswap32, opBswap64}[w]
 		case !is64 && !reg: // to little endian: truncation on this host
-			out.op = map[int32]uint8{16: opLe16, 32: opLe32, 64: opNop}[i.Imm]
+			out.op = [3]uint8{opLe16, opLe32, opNop}[w]
 		case !is64 && reg:
-			out.op = map[int32]uint8{16: opBe16, 32: opBe32, 64: opBe64}[i.Imm]
+			out.op = [3]uint8{opBe16, opBe32, opBe64}[w]
 		}
 		if out.op == opInvalid {
 			return bad()
@@ -532,28 +542,11 @@ func decodeALU(i isa.Instruction, pc int) (insn, error) {
 		out.op = pick(opNeg64, opNeg32)
 		return out, nil
 	}
-	type pair struct{ imm64, reg64, imm32, reg32 uint8 }
-	table := map[uint8]pair{
-		isa.ALUAdd:  {opAdd64Imm, opAdd64Reg, opAdd32Imm, opAdd32Reg},
-		isa.ALUSub:  {opSub64Imm, opSub64Reg, opSub32Imm, opSub32Reg},
-		isa.ALUMul:  {opMul64Imm, opMul64Reg, opMul32Imm, opMul32Reg},
-		isa.ALUOr:   {opOr64Imm, opOr64Reg, opOr32Imm, opOr32Reg},
-		isa.ALUAnd:  {opAnd64Imm, opAnd64Reg, opAnd32Imm, opAnd32Reg},
-		isa.ALULsh:  {opLsh64Imm, opLsh64Reg, opLsh32Imm, opLsh32Reg},
-		isa.ALURsh:  {opRsh64Imm, opRsh64Reg, opRsh32Imm, opRsh32Reg},
-		isa.ALUArsh: {opArsh64Imm, opArsh64Reg, opArsh32Imm, opArsh32Reg},
-		isa.ALUXor:  {opXor64Imm, opXor64Reg, opXor32Imm, opXor32Reg},
-		isa.ALUMov:  {opMov64Imm, opMov64Reg, opMov32Imm, opMov32Reg},
-	}
+	ops := aluOps[o>>4]
 	if signed {
-		table[isa.ALUDiv] = pair{opSDiv64Imm, opSDiv64Reg, opSDiv32Imm, opSDiv32Reg}
-		table[isa.ALUMod] = pair{opSMod64Imm, opSMod64Reg, opSMod32Imm, opSMod32Reg}
-	} else {
-		table[isa.ALUDiv] = pair{opDiv64Imm, opDiv64Reg, opDiv32Imm, opDiv32Reg}
-		table[isa.ALUMod] = pair{opMod64Imm, opMod64Reg, opMod32Imm, opMod32Reg}
+		ops = sdivOps[o>>4]
 	}
-	ops, ok := table[o]
-	if !ok {
+	if ops == (aluSet{}) {
 		return bad()
 	}
 	switch {
@@ -638,29 +631,11 @@ func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
 	if !readable(dst) || (reg && !readable(src)) {
 		return insn{}, decodeError("invalid register")
 	}
-	type pair struct{ imm, reg uint8 }
-	var table map[uint8]pair
-	if is64 {
-		table = map[uint8]pair{
-			isa.JmpJEQ: {opJeqImm, opJeqReg}, isa.JmpJNE: {opJneImm, opJneReg},
-			isa.JmpJGT: {opJgtImm, opJgtReg}, isa.JmpJGE: {opJgeImm, opJgeReg},
-			isa.JmpJLT: {opJltImm, opJltReg}, isa.JmpJLE: {opJleImm, opJleReg},
-			isa.JmpJSGT: {opJsgtImm, opJsgtReg}, isa.JmpJSGE: {opJsgeImm, opJsgeReg},
-			isa.JmpJSLT: {opJsltImm, opJsltReg}, isa.JmpJSLE: {opJsleImm, opJsleReg},
-			isa.JmpJSET: {opJsetImm, opJsetReg},
-		}
-	} else {
-		table = map[uint8]pair{
-			isa.JmpJEQ: {opJeq32Imm, opJeq32Reg}, isa.JmpJNE: {opJne32Imm, opJne32Reg},
-			isa.JmpJGT: {opJgt32Imm, opJgt32Reg}, isa.JmpJGE: {opJge32Imm, opJge32Reg},
-			isa.JmpJLT: {opJlt32Imm, opJlt32Reg}, isa.JmpJLE: {opJle32Imm, opJle32Reg},
-			isa.JmpJSGT: {opJsgt32Imm, opJsgt32Reg}, isa.JmpJSGE: {opJsge32Imm, opJsge32Reg},
-			isa.JmpJSLT: {opJslt32Imm, opJslt32Reg}, isa.JmpJSLE: {opJsle32Imm, opJsle32Reg},
-			isa.JmpJSET: {opJset32Imm, opJset32Reg},
-		}
+	ops := jmpOps[o>>4]
+	if !is64 {
+		ops = jmp32Ops[o>>4]
 	}
-	ops, ok := table[o]
-	if !ok {
+	if ops == (jmpSet{}) {
 		return bad()
 	}
 	out.off = int32(pc + 1 + int(i.Off))
@@ -675,4 +650,54 @@ func decodeJump(i isa.Instruction, pc, n int) (insn, error) {
 		out.imm = uint64(uint32(i.Imm))
 	}
 	return out, nil
+}
+
+// aluSet holds the decoded operations of one ALU operation: immediate and register forms, 64
+// and 32 bits.
+type aluSet struct{ imm64, reg64, imm32, reg32 uint8 }
+
+// aluOps and sdivOps are indexed by the operation's high four bits; the zero aluSet marks an
+// operation decoded elsewhere (neg, end) or none.
+var aluOps = [16]aluSet{
+	isa.ALUAdd >> 4:  {opAdd64Imm, opAdd64Reg, opAdd32Imm, opAdd32Reg},
+	isa.ALUSub >> 4:  {opSub64Imm, opSub64Reg, opSub32Imm, opSub32Reg},
+	isa.ALUMul >> 4:  {opMul64Imm, opMul64Reg, opMul32Imm, opMul32Reg},
+	isa.ALUDiv >> 4:  {opDiv64Imm, opDiv64Reg, opDiv32Imm, opDiv32Reg},
+	isa.ALUOr >> 4:   {opOr64Imm, opOr64Reg, opOr32Imm, opOr32Reg},
+	isa.ALUAnd >> 4:  {opAnd64Imm, opAnd64Reg, opAnd32Imm, opAnd32Reg},
+	isa.ALULsh >> 4:  {opLsh64Imm, opLsh64Reg, opLsh32Imm, opLsh32Reg},
+	isa.ALURsh >> 4:  {opRsh64Imm, opRsh64Reg, opRsh32Imm, opRsh32Reg},
+	isa.ALUMod >> 4:  {opMod64Imm, opMod64Reg, opMod32Imm, opMod32Reg},
+	isa.ALUXor >> 4:  {opXor64Imm, opXor64Reg, opXor32Imm, opXor32Reg},
+	isa.ALUMov >> 4:  {opMov64Imm, opMov64Reg, opMov32Imm, opMov32Reg},
+	isa.ALUArsh >> 4: {opArsh64Imm, opArsh64Reg, opArsh32Imm, opArsh32Reg},
+}
+
+// sdivOps holds the signed division and modulo (off 1).
+var sdivOps = [16]aluSet{
+	isa.ALUDiv >> 4: {opSDiv64Imm, opSDiv64Reg, opSDiv32Imm, opSDiv32Reg},
+	isa.ALUMod >> 4: {opSMod64Imm, opSMod64Reg, opSMod32Imm, opSMod32Reg},
+}
+
+// jmpSet holds the decoded operations of one conditional jump: immediate and register forms.
+type jmpSet struct{ imm, reg uint8 }
+
+// jmpOps and jmp32Ops are indexed by the jump's high four bits; the zero jmpSet marks a jump
+// decoded elsewhere (ja, call, exit) or none.
+var jmpOps = [16]jmpSet{
+	isa.JmpJEQ >> 4: {opJeqImm, opJeqReg}, isa.JmpJNE >> 4: {opJneImm, opJneReg},
+	isa.JmpJGT >> 4: {opJgtImm, opJgtReg}, isa.JmpJGE >> 4: {opJgeImm, opJgeReg},
+	isa.JmpJLT >> 4: {opJltImm, opJltReg}, isa.JmpJLE >> 4: {opJleImm, opJleReg},
+	isa.JmpJSGT >> 4: {opJsgtImm, opJsgtReg}, isa.JmpJSGE >> 4: {opJsgeImm, opJsgeReg},
+	isa.JmpJSLT >> 4: {opJsltImm, opJsltReg}, isa.JmpJSLE >> 4: {opJsleImm, opJsleReg},
+	isa.JmpJSET >> 4: {opJsetImm, opJsetReg},
+}
+
+var jmp32Ops = [16]jmpSet{
+	isa.JmpJEQ >> 4: {opJeq32Imm, opJeq32Reg}, isa.JmpJNE >> 4: {opJne32Imm, opJne32Reg},
+	isa.JmpJGT >> 4: {opJgt32Imm, opJgt32Reg}, isa.JmpJGE >> 4: {opJge32Imm, opJge32Reg},
+	isa.JmpJLT >> 4: {opJlt32Imm, opJlt32Reg}, isa.JmpJLE >> 4: {opJle32Imm, opJle32Reg},
+	isa.JmpJSGT >> 4: {opJsgt32Imm, opJsgt32Reg}, isa.JmpJSGE >> 4: {opJsge32Imm, opJsge32Reg},
+	isa.JmpJSLT >> 4: {opJslt32Imm, opJslt32Reg}, isa.JmpJSLE >> 4: {opJsle32Imm, opJsle32Reg},
+	isa.JmpJSET >> 4: {opJset32Imm, opJset32Reg},
 }
