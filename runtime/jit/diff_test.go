@@ -100,8 +100,19 @@ func (g *gen) body(k int, n int) {
 	for i := 0; i < n && !g.r.done(); i++ {
 		sel := g.r.u8()
 		switch {
-		case sel < 90: // ALU
+		case sel < 80: // ALU
 			g.alu()
+		case sel < 90: // an address computation: mov, then add or sub (fused into lea)
+			dst, src := g.reg(), g.reg() // never r10: stack addresses differ between the executors
+			g.emit(isa.Make(isa.OpMov64Reg, dst, src, 0, 0))
+			switch g.r.u8() % 3 {
+			case 0:
+				g.emit(isa.Make(isa.ClassALU64|isa.ALUAdd|isa.SrcK, dst, 0, 0, g.r.imm()))
+			case 1:
+				g.emit(isa.Make(isa.ClassALU64|isa.ALUSub|isa.SrcK, dst, 0, 0, g.r.imm()))
+			default:
+				g.emit(isa.Make(isa.ClassALU64|isa.ALUAdd|isa.SrcX, dst, g.reg(), 0, 0))
+			}
 		case sel < 130: // conditional or unconditional jump, usually forward
 			op := []uint8{isa.JmpJEQ, isa.JmpJGT, isa.JmpJGE, isa.JmpJSET, isa.JmpJNE, isa.JmpJSGT,
 				isa.JmpJSGE, isa.JmpJLT, isa.JmpJLE, isa.JmpJSLT, isa.JmpJSLE, isa.JmpJA}[g.r.u8()%12]
