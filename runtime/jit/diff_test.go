@@ -14,11 +14,13 @@ import (
 	"github.com/ebpfu/ebpfu/runtime/jit"
 	"github.com/ebpfu/ebpfu/runtime/memory"
 	"github.com/ebpfu/ebpfu/runtime/program"
+	"github.com/ebpfu/ebpfu/runtime/verifier"
 )
 
 // The differential tests run random programs through the interpreter and the JIT and require
-// the same outcome: the same r0 and memory, or a fault at the same instruction. The programs are
-// unverified but safe to run: every memory access is checked at run time, so both executors
+// the same outcome: the same r0 and memory, or a fault at the same instruction. Those the
+// verifier accepts run a second time as it prepares them (their accesses unchecked). The
+// programs are unverified but safe to run: every memory access is checked at run time, so both executors
 // stop the same bad accesses; registers are initialised before use; jumps stay inside their
 // function; loops are bounded by a budget both executors count alike.
 
@@ -405,8 +407,23 @@ func TestDifferentialRandom(t *testing.T) {
 		}
 		seed := make([]byte, memSize)
 		binary.LittleEndian.PutUint64(seed, rng.Uint64())
-		differential(t, m, genProgram(data), seed)
+		p := genProgram(data)
+		differential(t, m, p, seed)
+		if vp := verified(t, p); vp != nil {
+			differential(t, m, vp, seed)
+		}
 	}
+}
+
+// verified returns p as the verifier prepares it (its accesses proven, unchecked), or nil when
+// the verifier refuses it (most generated programs).
+func verified(t testing.TB, p *program.Program) *program.Program {
+	vp, err := verifier.Verify(p.Insns, &verifier.Options{Type: program.Raw, CtxSize: memSize,
+		CtxWritable: true, Helpers: diffEnv(t, nil).Helpers})
+	if err != nil {
+		return nil
+	}
+	return vp
 }
 
 // FuzzDifferential holds the JIT to the interpreter on programs built from the fuzzer's bytes.
@@ -423,6 +440,10 @@ func FuzzDifferential(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		seed := make([]byte, memSize)
 		copy(seed, data)
-		differential(t, m, genProgram(data), seed)
+		p := genProgram(data)
+		differential(t, m, p, seed)
+		if vp := verified(t, p); vp != nil {
+			differential(t, m, vp, seed)
+		}
 	})
 }
