@@ -1,9 +1,10 @@
 // Command ebpfu-vm runs one eBPF program on the ebpfu runtime: the plugin of the bpf_conformance
 // runner, and a way to try a program by hand.
 //
-//	ebpfu-vm [MEMHEX] [--jit] [--budget N] < PROGRAM_HEX
+//	ebpfu-vm [MEMHEX] [--jit] [--budget N] [--elf] < PROGRAM_HEX
 //
-// The program comes on standard input as hex bytes (with or without spaces). The first argument,
+// The program comes on standard input as hex bytes (with or without spaces), or with --elf as
+// the hex bytes of an ELF object whose executable section holding main is the program. The first argument,
 // when it is hex, is the input memory: r1 points to a copy of it and r2 holds its length (both 0
 // without one); r10 is the frame pointer of a 512-byte frame. The program is verified as a
 // program.Raw whose context is that memory, run by the interpreter (or the JIT with --jit), and
@@ -44,6 +45,7 @@ type options struct {
 	mem    []byte
 	hasMem bool
 	jit    bool
+	elf    bool
 	budget uint64
 }
 
@@ -54,6 +56,8 @@ func parseArgs(args []string) (*options, error) {
 		switch {
 		case a == "--jit":
 			o.jit = true
+		case a == "--elf":
+			o.elf = true
 		case a == "--budget" || strings.HasPrefix(a, "--budget="):
 			v, ok := strings.CutPrefix(a, "--budget=")
 			if !ok {
@@ -69,7 +73,7 @@ func parseArgs(args []string) (*options, error) {
 			}
 			o.budget = n
 		case strings.HasPrefix(a, "-"):
-			return nil, fmt.Errorf("unknown option %q (usage: ebpfu-vm [MEMHEX] [--jit] [--budget N] < PROGRAM_HEX)", a)
+			return nil, fmt.Errorf("unknown option %q (usage: ebpfu-vm [MEMHEX] [--jit] [--budget N] [--elf] < PROGRAM_HEX)", a)
 		case i == 0:
 			m, err := conformance.ParseHex(a)
 			if err != nil {
@@ -111,6 +115,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	}
 	if len(code8) == 0 {
 		return fail(exitUsage, "no program on standard input")
+	}
+	if o.elf {
+		if code8, err = elfProgram(code8); err != nil {
+			return fail(exitProgram, "refused: %v", err)
+		}
 	}
 	insns, err := isa.Decode(code8)
 	if err != nil {

@@ -310,3 +310,29 @@ func TestReservedFields(t *testing.T) {
 		wantStopped(t, name, invokeRaw(t, hex+"\n"))
 	}
 }
+
+// TestELF runs an object compiled by clang -target bpf, given as the runner's --elf gives it.
+func TestELF(t *testing.T) {
+	clang, err := exec.LookPath("clang")
+	if err != nil {
+		t.Skip("clang not installed")
+	}
+	obj := filepath.Join(t.TempDir(), "fnv.o")
+	if out, err := exec.Command(clang, "-O2", "-target", "bpf", "-mcpu=v3", "-c", "../../scripts/demo/fnv.c", "-o", obj).CombinedOutput(); err != nil {
+		t.Fatalf("clang: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := []byte("Hello from ebpfu")
+	h := uint64(0xcbf29ce484222325)
+	for _, c := range input {
+		h = (h ^ uint64(c)) * 0x100000001b3
+	}
+	r := invokeRaw(t, conformance.FormatHex(b)+"\n", conformance.FormatHex(input), "--elf")
+	if r.code != 0 || r.stdout != strconv.FormatUint(h, 16)+"\n" {
+		t.Errorf("--elf: %+v, want %x", r, h)
+	}
+	wantStopped(t, "--elf with a program that is not ELF", invoke(t, asm(t, "mov %r0, 0\nexit"), nil, "--elf"))
+}
