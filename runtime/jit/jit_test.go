@@ -103,6 +103,21 @@ func runJIT(t testing.TB, p *program.Program, env *helper.Env, args [5]uint64) (
 	return load(t, p).Run(env, args)
 }
 
+// runCode compiles p with compile, loads and runs it once.
+func runCode(t testing.TB, compile func(*program.Program) (*jit.Code, error), p *program.Program, env *helper.Env, args [5]uint64) (uint64, error) {
+	t.Helper()
+	c, err := compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := jit.Load(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.Run(env, args)
+}
+
 // run assembles src, compiles it with every access checked and runs it.
 func run(t *testing.T, src string, env *helper.Env, args ...uint64) (uint64, error) {
 	t.Helper()
@@ -143,7 +158,7 @@ func conformanceTests(t *testing.T) []*conformance.Test {
 // ebpfu-vm verifies it, and unverified with every access checked and with none checked.
 func TestConformanceFiles(t *testing.T) {
 	tests := conformanceTests(t)
-	for _, mode := range []string{"verified", "checked", "unchecked"} {
+	for _, mode := range []string{"verified", "checked", "unchecked", "without BMI2"} {
 		passed := 0
 		for _, tc := range tests {
 			mem := heapBytes(len(tc.Mem))
@@ -164,9 +179,15 @@ func TestConformanceFiles(t *testing.T) {
 					continue
 				}
 			default:
-				p = progOf(tc.Insns, mode == "checked")
+				p = progOf(tc.Insns, mode != "unchecked")
 			}
-			got, err := runJIT(t, p, env, [5]uint64{memory.Addr(mem), uint64(len(mem))})
+			var got uint64
+			var err error
+			if mode == "without BMI2" {
+				got, err = runCode(t, jit.CompileWithoutBMI2, p, env, [5]uint64{memory.Addr(mem), uint64(len(mem))})
+			} else {
+				got, err = runJIT(t, p, env, [5]uint64{memory.Addr(mem), uint64(len(mem))})
+			}
 			switch {
 			case tc.Error != "" && err == nil:
 				t.Errorf("%s (%s): got %#x, want an error", tc.Name, mode, got)
