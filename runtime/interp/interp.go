@@ -28,7 +28,8 @@ type frame struct {
 }
 
 // Machine runs programs. It owns a stack of isa.MaxCallDepth 512-byte frames in heap memory.
-// A Machine is reusable but not safe for concurrent use: give each goroutine its own.
+// A Machine is reusable but runs one program at a time: it is not safe for concurrent use (give
+// each goroutine its own), and a helper must not run a program on the Machine that called it.
 type Machine struct {
 	// regs is the register file, indexed by a register number stored in a uint8, so that no
 	// access needs a bounds check; only r0..r10 are used.
