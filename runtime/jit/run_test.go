@@ -494,3 +494,47 @@ func TestFunctionReference(t *testing.T) {
 		t.Errorf("lddw of a function: %d, %v", r, err)
 	}
 }
+
+// TestPositionIndependent compiles a program twice (the same bytes: nothing of the process goes
+// into them) and runs two mappings of the code, at two addresses, with the same results.
+func TestPositionIndependent(t *testing.T) {
+	p := program1000()
+	c1, err := jit.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := jit.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c1.Text) != string(c2.Text) {
+		t.Fatal("two compilations differ")
+	}
+	mem := heapBytes(128)
+	env := rawEnv(t, mem)
+	var results []uint64
+	for _, c := range []*jit.Code{c1, c2} {
+		f, err := jit.Load(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := f.Run(env, [5]uint64{memory.Addr(mem), 128})
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, r, binaryHash(mem))
+		clear(mem)
+		f.Close()
+	}
+	if results[0] != results[2] || results[1] != results[3] {
+		t.Errorf("two mappings disagree: %v", results)
+	}
+}
+
+func binaryHash(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, x := range b {
+		h = (h ^ uint64(x)) * 1099511628211
+	}
+	return h
+}
