@@ -22,8 +22,9 @@ import (
 // constants, 64 bytes of stack written, then a straight line of ALU operations of every kind
 // (v4 included), forward jumps, aligned stack loads and stores, atomics, and exit.
 type gen struct {
-	r   *rand.Rand
-	out []isa.Instruction
+	r     *rand.Rand
+	out   []isa.Instruction
+	avoid int // a register no generated instruction writes (a loop counter), or -1
 }
 
 var interesting = []uint64{0, 1, 2, 7, 31, 32, 33, 63, 64, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff,
@@ -41,32 +42,109 @@ func (g *gen) emit(i isa.Instruction) { g.out = append(g.out, i) }
 
 func (g *gen) reg() uint8 { return uint8(g.r.IntN(10)) }
 
+// dstReg returns a register an instruction may write.
+func (g *gen) dstReg() uint8 {
+	for {
+		if r := g.reg(); int(r) != g.avoid {
+			return r
+		}
+	}
+}
+
 func (g *gen) imm() int32 { return int32(g.value()) }
 
 func (g *gen) program(n int) []isa.Instruction {
-	g.out = nil
-	for r := uint8(0); r < 10; r++ {
+	g.out, g.avoid = nil, -1
+	g.initRegs(0, 10)
+	g.initStack()
+	g.segment(n)
+	g.emit(isa.Make(isa.OpExit, 0, 0, 0, 0))
+	return g.out
+}
+
+// initRegs sets registers [from, to).
+func (g *gen) initRegs(from, to uint8) {
+	for r := from; r < to; r++ {
 		v := g.value()
 		g.emit(isa.Make(isa.OpLdDW, r, 0, 0, int32(uint32(v))))
 		g.emit(isa.Make(0, 0, 0, 0, int32(uint32(v>>32))))
 	}
+}
+
+// initStack writes the 64 bytes of stack the frame uses, from registers r0..r9.
+func (g *gen) initStack() {
 	for off := int16(-64); off < 0; off += 8 {
 		g.emit(isa.Make(isa.ClassSTX|isa.ModeMEM|isa.SizeDW, isa.R10, g.reg(), off, 0))
 	}
-	body := len(g.out)
-	for len(g.out)-body < n {
+}
+
+// segment writes about n instructions whose forward jumps land inside the segment or on the
+// instruction that follows it.
+func (g *gen) segment(n int) {
+	start := len(g.out)
+	for len(g.out)-start < n {
 		g.insn()
 	}
-	// Forward jumps were written with a placeholder offset: aim them at a later instruction or
-	// the exit.
 	end := len(g.out)
-	for pc := body; pc < end; pc++ {
+	for pc := start; pc < end; pc++ {
 		if c := isa.Class(g.out[pc].Op); (c == isa.ClassJMP || c == isa.ClassJMP32) && g.out[pc].Off == -1 {
 			g.out[pc].Off = int16(g.r.IntN(end - pc))
 		}
 	}
+}
+
+// loop writes a loop of k iterations (counter r9) around about n ALU instructions.
+func (g *gen) loop(n, k int) {
+	g.emit(isa.Make(isa.OpMov64Imm, isa.R9, 0, 0, int32(k)))
+	head := len(g.out)
+	g.avoid = int(isa.R9)
+	for i := 0; i < n; i++ {
+		g.alu()
+	}
+	g.avoid = -1
+	g.emit(isa.Make(isa.ClassALU64|isa.ALUSub|isa.SrcK, isa.R9, 0, 0, 1))
+	g.emit(isa.Make(isa.ClassJMP|isa.JmpJNE|isa.SrcK, isa.R9, 0, int16(head-len(g.out)-1), 0))
+}
+
+// callProgram returns a program whose main part loops and calls a subprogram twice, and the
+// same program with r0 >>= 32 before main's exit. The subprogram has its own frame: it sets
+// r0 and r6..r9 and its stack before using them, as the kernel requires; after each call main
+// sets r1..r5 again (the call clobbered them).
+func (g *gen) callProgram(n int) (lo, hi []isa.Instruction) {
+	g.out, g.avoid = nil, -1
+	g.initRegs(0, 10)
+	g.initStack()
+	g.segment(n / 3)
+	g.loop(4, 1+g.r.IntN(6))
+	var calls []int
+	for c := 0; c < 2; c++ {
+		calls = append(calls, len(g.out))
+		g.emit(isa.Make(isa.OpCall, 0, isa.PseudoCallLocal, 0, 0))
+		g.initRegs(1, 6)
+		g.segment(n / 3)
+	}
+	main := g.out
+	g.out = nil
+	g.initRegs(0, 1)
+	g.initRegs(6, 10)
+	g.initStack()
+	g.segment(n / 2)
 	g.emit(isa.Make(isa.OpExit, 0, 0, 0, 0))
-	return g.out
+	sub := g.out
+	build := func(shift bool) []isa.Instruction {
+		p := append([]isa.Instruction(nil), main...)
+		if shift {
+			p = append(p, isa.Make(isa.ClassALU64|isa.ALURsh|isa.SrcK, 0, 0, 0, 32))
+		}
+		p = append(p, isa.Make(isa.OpExit, 0, 0, 0, 0))
+		subStart := len(p)
+		p = append(p, sub...)
+		for _, c := range calls {
+			p[c].Imm = int32(subStart - c - 1)
+		}
+		return p
+	}
+	return build(false), build(true)
 }
 
 var aluOps = []uint8{isa.ALUAdd, isa.ALUSub, isa.ALUMul, isa.ALUDiv, isa.ALUOr, isa.ALUAnd, isa.ALULsh,
@@ -98,7 +176,7 @@ func (g *gen) insn() {
 		if size != isa.SizeDW && g.r.IntN(2) == 0 {
 			mode = isa.ModeMEMSX
 		}
-		g.emit(isa.Make(isa.ClassLDX|mode|size, g.reg(), isa.R10, g.stackOff(size), 0))
+		g.emit(isa.Make(isa.ClassLDX|mode|size, g.dstReg(), isa.R10, g.stackOff(size), 0))
 	case k < 18: // store to the stack
 		size := sizes[g.r.IntN(4)]
 		if g.r.IntN(2) == 0 {
@@ -114,7 +192,11 @@ func (g *gen) insn() {
 		ops := []int32{isa.AtomicAdd, isa.AtomicOr, isa.AtomicAnd, isa.AtomicXor,
 			isa.AtomicAdd | isa.AtomicFetch, isa.AtomicOr | isa.AtomicFetch, isa.AtomicAnd | isa.AtomicFetch,
 			isa.AtomicXor | isa.AtomicFetch, isa.AtomicXchg, isa.AtomicCmpXchg}
-		g.emit(isa.Make(isa.ClassSTX|isa.ModeATOMIC|size, isa.R10, g.reg(), g.stackOff(size), ops[g.r.IntN(len(ops))]))
+		op := ops[g.r.IntN(len(ops))]
+		if op == isa.AtomicCmpXchg && g.avoid == 0 {
+			op = isa.AtomicAdd // cmpxchg writes r0
+		}
+		g.emit(isa.Make(isa.ClassSTX|isa.ModeATOMIC|size, isa.R10, g.dstReg(), g.stackOff(size), op))
 	}
 }
 
@@ -130,7 +212,7 @@ func (g *gen) alu() {
 		class = isa.ClassALU
 	}
 	op := aluOps[g.r.IntN(len(aluOps))]
-	dst := g.reg()
+	dst := g.dstReg()
 	switch op {
 	case isa.ALUNeg:
 		g.emit(isa.Make(class|op|isa.SrcK, dst, 0, 0, 0))
@@ -239,6 +321,46 @@ func TestKernelDifferential(t *testing.T) {
 				t.Fatalf("program %d (checked %v): interpreter %#x, %v; kernel %#x\n%s", i, checked, got, err, want,
 					conformance.Disassemble(insns))
 			}
+		}
+		ran++
+	}
+	if ran < n*3/4 {
+		t.Errorf("the kernel ran only %d of %d generated programs", ran, n)
+	}
+	t.Logf("%d of %d programs ran in the kernel and the interpreter alike", ran, n)
+}
+
+// TestKernelDifferentialCalls does the same with loops and bpf-to-bpf calls: each frame's r10,
+// r6..r9 preserved across calls, the callee's own stack.
+func TestKernelDifferentialCalls(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel oracle needs root")
+	}
+	if _, err := kernelRun([]isa.Instruction{isa.Make(isa.OpMov64Imm, 0, 0, 0, 1), isa.Make(isa.OpExit, 0, 0, 0, 0)}); err != nil {
+		t.Skipf("kernel BPF unavailable: %v", err)
+	}
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	g := &gen{r: rand.New(rand.NewPCG(3, 4))}
+	m := interp.New()
+	ran := 0
+	for i := 0; i < n; i++ {
+		loProg, hiProg := g.callProgram(12 + g.r.IntN(30))
+		lo, err := kernelRun(loProg)
+		if err != nil {
+			continue
+		}
+		hi, err := kernelRun(hiProg)
+		if err != nil {
+			t.Fatalf("the kernel took the program but not with r0 >>= 32 added: %v", err)
+		}
+		want := uint64(hi)<<32 | uint64(lo)
+		p := &program.Program{Type: program.SocketFilter, Insns: loProg, Checks: make([]program.Check, len(loProg)), Loops: true}
+		got, err := m.Run(p, nil, [5]uint64{})
+		if err != nil || got != want {
+			t.Fatalf("program %d: interpreter %#x, %v; kernel %#x\n%s", i, got, err, want, conformance.Disassemble(loProg))
 		}
 		ran++
 	}
