@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/ebpfu/ebpfu/runtime/conformance"
+	"github.com/ebpfu/ebpfu/runtime/helper"
 	"github.com/ebpfu/ebpfu/runtime/interp"
 	"github.com/ebpfu/ebpfu/runtime/isa"
 	"github.com/ebpfu/ebpfu/runtime/program"
@@ -361,6 +362,85 @@ func TestKernelDifferentialCalls(t *testing.T) {
 		got, err := m.Run(p, nil, [5]uint64{})
 		if err != nil || got != want {
 			t.Fatalf("program %d: interpreter %#x, %v; kernel %#x\n%s", i, got, err, want, conformance.Disassemble(loProg))
+		}
+		ran++
+	}
+	if ran < n*3/4 {
+		t.Errorf("the kernel ran only %d of %d generated programs", ran, n)
+	}
+	t.Logf("%d of %d programs ran in the kernel and the interpreter alike", ran, n)
+}
+
+type packet []byte
+
+func (p packet) Packet() []byte { return p }
+
+// kernelRunData is kernelRun with the given packet data.
+func kernelRunData(insns []isa.Instruction, data []byte) (uint32, error) {
+	ci, err := asm.AppendInstructions(nil, bytes.NewReader(isa.Encode(insns)), binary.LittleEndian, "linux")
+	if err != nil {
+		return 0, err
+	}
+	p, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, Instructions: ci, License: "GPL"},
+		ebpf.ProgramOptions{LogDisabled: true})
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	return p.Run(&ebpf.RunOptions{Data: data})
+}
+
+// TestKernelDifferentialPacket compares the legacy packet loads (LD_ABS, LD_IND) of socket
+// filters with the kernel's, in bounds and out (which ends the program with 0). The kernel's
+// test run gives a socket filter the packet after its 14-byte Ethernet header.
+func TestKernelDifferentialPacket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel oracle needs root")
+	}
+	if _, err := kernelRun([]isa.Instruction{isa.Make(isa.OpMov64Imm, 0, 0, 0, 1), isa.Make(isa.OpExit, 0, 0, 0, 0)}); err != nil {
+		t.Skipf("kernel BPF unavailable: %v", err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	m := interp.New()
+	ran := 0
+	const n = 1000
+	for i := 0; i < n; i++ {
+		data := make([]byte, 14+r.IntN(50))
+		for j := range data {
+			data[j] = byte(r.Uint32())
+		}
+		pktLen := len(data) - 14
+		// r6 = ctx; r0, r7..r9 set; then packet loads mixed with ALU on r0, r7..r9.
+		insns := []isa.Instruction{isa.Make(isa.OpMov64Reg, isa.R6, isa.R1, 0, 0)}
+		for _, reg := range []uint8{0, 7, 8, 9} {
+			insns = append(insns, isa.Make(isa.OpMov64Imm, reg, 0, 0, int32(r.IntN(pktLen+8)-4)))
+		}
+		regs := []uint8{0, 7, 8, 9}
+		for k := 0; k < 2+r.IntN(6); k++ {
+			size := []uint8{isa.SizeB, isa.SizeH, isa.SizeW}[r.IntN(3)]
+			off := int32(r.IntN(pktLen+8) - 4)
+			if r.IntN(2) == 0 {
+				insns = append(insns, isa.Make(isa.ClassLD|isa.ModeABS|size, 0, 0, 0, off))
+			} else {
+				insns = append(insns, isa.Make(isa.ClassLD|isa.ModeIND|size, 0, regs[1+r.IntN(3)], 0, off/2))
+			}
+			dst, src := regs[1+r.IntN(3)], regs[r.IntN(4)]
+			insns = append(insns,
+				isa.Make(isa.ClassALU64|isa.ALUXor|isa.SrcX, dst, src, 0, 0),
+				isa.Make(isa.ClassALU64|isa.ALUAnd|isa.SrcK, dst, 0, 0, 31),
+				isa.Make(isa.ClassALU64|isa.ALUAdd|isa.SrcX, 0, dst, 0, 0))
+		}
+		insns = append(insns, isa.Make(isa.OpExit, 0, 0, 0, 0))
+		want, err := kernelRunData(insns, data)
+		if err != nil {
+			continue
+		}
+		p := &program.Program{Type: program.SocketFilter, Insns: insns, Checks: make([]program.Check, len(insns))}
+		env := &helper.Env{Data: packet(data[14:])}
+		got, err := m.Run(p, env, [5]uint64{})
+		if err != nil || uint32(got) != want {
+			t.Fatalf("program %d on %d bytes: interpreter %#x, %v; kernel %#x\n%s", i, pktLen, got, err, want,
+				conformance.Disassemble(insns))
 		}
 		ran++
 	}
