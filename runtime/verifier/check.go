@@ -12,9 +12,14 @@ import (
 
 // Tuning of the analysis.
 const (
-	// loopUnroll is how many iterations of a loop are followed precisely before the loop head's
-	// state is widened; widening makes every loop converge in a few more iterations.
-	loopUnroll = 32
+	// loopUnroll is how many states a loop head may keep from the iterations of the current path
+	// (nested loops' included) before its state is widened; widening makes every loop converge in
+	// a few more iterations. Until then loops are followed as precisely as the kernel follows them.
+	loopUnroll = 1000
+	// loopUnrollLate replaces loopUnroll once widenAfterInsns instructions were processed, so
+	// that programs the kernel would find too large still converge quickly.
+	loopUnrollLate  = 8
+	widenAfterInsns = 300_000
 	// maxStatesPerInsn bounds the states kept at one prune point; past it, a new state is joined
 	// with a kept one, which bounds path explosion in loop-free code.
 	maxStatesPerInsn = 12

@@ -210,7 +210,7 @@ func (v *verifier) checkStack(st *state, a access, r *reg, stored *reg) (reg, er
 		stackWrite(f, lo, hi, sp.konst, a.size, stored)
 		return reg{}, nil
 	}
-	if v.raw {
+	if v.raw && !r.imprecise {
 		if err := checkStackInit(f, a, r, lo, hi); err != nil {
 			return reg{}, err
 		}
@@ -223,7 +223,9 @@ func (v *verifier) checkStack(st *state, a access, r *reg, stored *reg) (reg, er
 
 // checkStackInit refuses reads of stack bytes never written. Kernel program types run with the
 // privileges the tools believe they have, which allow such reads; program.Raw does not (the
-// kernel's rule for unprivileged programs).
+// kernel's rule for unprivileged programs) where the offset is known precisely. Where it comes
+// from widening a loop, the bytes may well all be written (an array filled by a loop): the read
+// is allowed, as for privileged programs; at worst it reads what the run's own stack held before.
 func checkStackInit(f *frameState, a access, r *reg, lo, hi int64) error {
 	for o := lo; o < hi; o++ {
 		if t, _ := f.byteType(o); t == stInvalid {

@@ -3,15 +3,25 @@ package verifier
 import "syscall"
 
 // visit handles a prune point: a path whose state a kept state subsumes is cut; a loop followed
-// for loopUnroll iterations is widened; too many states at one point are joined. Otherwise the
+// for loopUnroll iterations (loopUnrollLate once the program proved large) is widened; too many states at one point are joined. Otherwise the
 // state is kept for later paths.
 func (v *verifier) visit(st *state, pc int) (bool, error) {
+	iterations := 0
+	for _, s := range v.states[pc] {
+		if s.branches > 0 {
+			iterations++
+		}
+	}
+	unroll := loopUnroll
+	if v.processed > widenAfterInsns {
+		unroll = loopUnrollLate
+	}
 	kept := v.states[pc]
 	if len(kept) > maxKeptPerInsn {
 		kept = kept[len(kept)-maxKeptPerInsn:]
 	}
 	var ancestor, complete *stored
-	iterations := 0
+	recent := 0
 	for _, s := range kept {
 		if s.branches == 0 {
 			complete = s
@@ -21,7 +31,7 @@ func (v *verifier) visit(st *state, pc int) (bool, error) {
 			continue
 		}
 		// A kept state with live descendants is an ancestor of this path: we are in a loop.
-		iterations++
+		recent++
 		ancestor = s
 		if subsumes(s.st, st) {
 			if !s.widened && concreteLoop(s.st, st) {
@@ -32,9 +42,9 @@ func (v *verifier) visit(st *state, pc int) (bool, error) {
 	}
 	widened := false
 	switch {
-	case ancestor != nil && iterations >= loopUnroll:
+	case ancestor != nil && iterations >= unroll:
 		widened = merge(ancestor.st, st, true)
-	case complete != nil && len(kept)-iterations >= maxStatesPerInsn:
+	case complete != nil && len(kept)-recent >= maxStatesPerInsn:
 		widened = merge(complete.st, st, false)
 	}
 	if len(v.states[pc]) >= maxStoredPerInsn {
