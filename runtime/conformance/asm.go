@@ -641,28 +641,27 @@ func off16(v int64) (int16, error) {
 	return int16(v), nil
 }
 
-// imm32 parses a 32-bit immediate: signed decimal or hex, anything in [-2^31, 2^32) (hex values
-// above 0x7fffffff are the bit pattern, e.g. 0xffffff80 is -128).
+// imm32 parses a 32-bit immediate as the upstream assembler does: decimal in [-2^31, 2^31), or
+// hex up to 0xffffffff, the bit pattern (0xffffff80 is -128).
 func imm32(s string) (int32, error) {
-	var v int64
-	var err error
 	if h, ok := cutHex(s); ok {
-		var u uint64
-		u, err = strconv.ParseUint(h, 16, 64)
-		v = int64(u)
-		if u > math.MaxUint32 {
-			err = fmt.Errorf("immediate %s out of 32-bit range", s)
+		u, err := strconv.ParseUint(h, 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("invalid number %q", s)
 		}
-	} else {
-		v, err = parseInt(s)
+		if u > math.MaxUint32 {
+			return 0, fmt.Errorf("immediate %s out of 32-bit range", s)
+		}
+		return int32(uint32(u)), nil
 	}
+	v, err := parseInt(s)
 	if err != nil {
 		return 0, err
 	}
-	if v < math.MinInt32 || v > math.MaxUint32 {
-		return 0, fmt.Errorf("immediate %s out of 32-bit range", s)
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return 0, fmt.Errorf("immediate %s out of 32-bit range (write it in hex)", s)
 	}
-	return int32(uint32(v)), nil
+	return int32(v), nil
 }
 
 // imm64 parses lddw's constant: hex as an unsigned 64-bit pattern, or signed/unsigned decimal.
