@@ -47,8 +47,8 @@ func (v *verifier) visit(st *state, pc int) (bool, error) {
 	case complete != nil && len(kept)-recent >= maxStatesPerInsn:
 		widened = merge(complete.st, st, false)
 	}
-	if len(v.states[pc]) >= maxStoredPerInsn {
-		return false, nil
+	if len(v.states[pc]) >= maxStoredPerInsn && !widened {
+		return false, nil // a widened state is always kept: the loop converges on it
 	}
 	s := &stored{st: st.clone(), pc: pc, parent: st.parent, branches: 1, widened: widened}
 	s.st.parent = nil
