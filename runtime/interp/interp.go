@@ -9,6 +9,7 @@
 package interp
 
 import (
+	"errors"
 	"unsafe"
 
 	"github.com/ebpfu/ebpfu/runtime/helper"
@@ -69,6 +70,9 @@ func (m *Machine) Stack() []byte { return m.stack }
 // several programs alternately without decoding again. env may be nil for a program that needs
 // no memory, maps or helpers.
 func (m *Machine) Run(p *program.Program, env *helper.Env, args [5]uint64) (uint64, error) {
+	if p == nil {
+		return 0, errors.New("run: no program")
+	}
 	c := m.lastCode
 	if p != m.lastProg || c == nil {
 		var err error
@@ -82,6 +86,9 @@ func (m *Machine) Run(p *program.Program, env *helper.Env, args [5]uint64) (uint
 
 // RunCode runs a prepared program with r1..r5 set from args and returns r0.
 func (m *Machine) RunCode(c *Code, env *helper.Env, args [5]uint64) (uint64, error) {
+	if c == nil {
+		return 0, errors.New("run: no program")
+	}
 	if env == nil {
 		m.env = helper.Env{}
 		env = &m.env

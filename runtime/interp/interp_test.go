@@ -416,6 +416,18 @@ func TestRunCacheAndReuse(t *testing.T) {
 	}
 }
 
+func TestNilProgram(t *testing.T) {
+	if _, err := New().Run(nil, nil, [5]uint64{}); err == nil {
+		t.Error("Run(nil) succeeded")
+	}
+	if _, err := New().RunCode(nil, nil, [5]uint64{}); err == nil {
+		t.Error("RunCode(nil) succeeded")
+	}
+	if _, err := Prepare(&program.Program{}); err == nil {
+		t.Error("Prepare of an empty program succeeded")
+	}
+}
+
 func TestNoAllocations(t *testing.T) {
 	buf := heapBytes(64)
 	env := rawEnv(t, buf)
