@@ -19,6 +19,8 @@
 struct agent ebpfu_agent;
 
 void ebpfu_stop_handler(void *uctx);
+int ebpfu_handler_enter(void);
+void ebpfu_handler_leave(int slot);
 void ebpfu_patch_forget(void);
 
 /* ---- small utilities ---- */
@@ -632,11 +634,15 @@ static void chain(int sig, siginfo_t *si, void *uctx)
 static void doorbell(int sig, siginfo_t *si, void *uctx)
 {
 	if (si->si_code == SI_QUEUE && si->si_value.sival_int == 0x73746f70 && si->si_pid == ebpfu_agent.pid) {
+		int slot = ebpfu_handler_enter();
 		ebpfu_stop_handler(uctx);
+		ebpfu_handler_leave(slot);
 		return;
 	}
 	if (si->si_code == SI_QUEUE && si->si_value.sival_int == EBPFU_DOORBELL_VALUE) {
+		int slot = ebpfu_handler_enter();
 		ebpfu_sync(uctx);
+		ebpfu_handler_leave(slot);
 		return;
 	}
 	chain(sig, si, uctx);
@@ -818,6 +824,8 @@ static void fork_child(void)
 	sync_pending = 0;
 	ebpfu_patch_forget();
 	register_self();
+	/* a server that changed the table before this registration was visible did not ring here */
+	ebpfu_sync(0);
 }
 
 __attribute__((constructor(101))) static void ebpfu_init(void)

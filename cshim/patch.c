@@ -237,11 +237,15 @@ static int patch_site(struct site *s, int on)
 
 /* ---- stopping the world ---- */
 
+static uint32_t tids[MAX_THREADS];
+static uint32_t acked[MAX_THREADS]; /* the round thread tids[i] acknowledged */
+
 static struct {
 	uint32_t gen;      /* the round */
 	uint32_t done_gen; /* rounds whose patch is written */
 	uint32_t active;   /* a round is in progress */
-	uint32_t acks;
+	uint32_t acks;     /* threads of the round that acknowledged it */
+	uint32_t nsent;    /* tids[0..nsent) were asked to stop this round */
 	uint32_t nplan;
 	struct site *plan[MAX_SITES]; /* sites being patched in (threads inside are moved) */
 } stw;
@@ -276,25 +280,80 @@ static void fix_context(void *uctx)
 	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
 }
 
-/* ebpfu_stop_handler is the part of the signal handler that serves a stop request. */
+static void futex_wait(uint32_t *w, uint32_t v, long ns)
+{
+	struct timespec ts = {0, ns};
+	esys6(SYS_futex, (long)w, FUTEX_WAIT_, v, (long)&ts, 0, 0);
+}
+
+/* ebpfu_stop_handler is the part of the signal handler that serves a stop request. A thread
+ * stops in whatever round is in progress when its signal arrives (a late signal of an earlier
+ * round too: being stopped is always safe), and counts as acknowledging the round it was asked
+ * to stop in. */
 void ebpfu_stop_handler(void *uctx)
 {
-	if (!__atomic_load_n(&stw.active, __ATOMIC_ACQUIRE))
-		return;
-	uint32_t g = __atomic_load_n(&stw.gen, __ATOMIC_ACQUIRE);
-	fix_context(uctx);
-	__atomic_add_fetch(&stw.acks, 1, __ATOMIC_ACQ_REL);
-	esys6(SYS_futex, (long)&stw.acks, FUTEX_WAKE_, 1, 0, 0, 0);
-	for (;;) {
-		uint32_t d = __atomic_load_n(&stw.done_gen, __ATOMIC_ACQUIRE);
-		if ((int32_t)(d - g) >= 0)
-			break;
-		struct timespec ts = {0, 50 * 1000 * 1000};
-		esys6(SYS_futex, (long)&stw.done_gen, FUTEX_WAIT_, d, (long)&ts, 0, 0);
+	if (__atomic_load_n(&stw.active, __ATOMIC_ACQUIRE)) {
+		uint32_t g = __atomic_load_n(&stw.gen, __ATOMIC_ACQUIRE);
+		uint32_t tid = (uint32_t)esys0(SYS_gettid), n = __atomic_load_n(&stw.nsent, __ATOMIC_ACQUIRE);
+		fix_context(uctx);
+		for (uint32_t i = 0; i < n && i < MAX_THREADS; i++) {
+			uint32_t old = __atomic_load_n(&acked[i], __ATOMIC_ACQUIRE);
+			if (tids[i] == tid && old != g &&
+			    __atomic_compare_exchange_n(&acked[i], &old, g, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+				__atomic_add_fetch(&stw.acks, 1, __ATOMIC_ACQ_REL);
+				esys6(SYS_futex, (long)&stw.acks, FUTEX_WAKE_, 1, 0, 0, 0);
+				break;
+			}
+		}
+		for (;;) {
+			uint32_t d = __atomic_load_n(&stw.done_gen, __ATOMIC_ACQUIRE);
+			if ((int32_t)(d - g) >= 0)
+				break;
+			futex_wait(&stw.done_gen, d, 50 * 1000 * 1000);
+		}
 	}
 }
 
-static uint32_t tids[MAX_THREADS];
+/* The threads running the agent's signal handler: they block the signal for a moment, and one
+ * interrupted inside displaced bytes must not be given up on as a thread that blocks it for
+ * good. */
+#define MAX_INSIDE 64
+static uint32_t inside[MAX_INSIDE];
+
+int ebpfu_handler_enter(void)
+{
+	uint32_t tid = (uint32_t)esys0(SYS_gettid);
+	for (int i = 0; i < MAX_INSIDE; i++) {
+		uint32_t zero = 0;
+		if (__atomic_compare_exchange_n(&inside[i], &zero, tid, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return i;
+	}
+	return -1;
+}
+
+void ebpfu_handler_leave(int slot)
+{
+	if (slot >= 0)
+		__atomic_store_n(&inside[slot], 0, __ATOMIC_RELEASE);
+}
+
+static int is_inside(uint32_t tid)
+{
+	for (int i = 0; i < MAX_INSIDE; i++)
+		if (__atomic_load_n(&inside[i], __ATOMIC_ACQUIRE) == tid)
+			return 1;
+	return 0;
+}
+
+static int others_inside(uint32_t self)
+{
+	for (int i = 0; i < MAX_INSIDE; i++) {
+		uint32_t t = __atomic_load_n(&inside[i], __ATOMIC_ACQUIRE);
+		if (t && t != self)
+			return 1;
+	}
+	return 0;
+}
 
 /* list_threads reads the thread ids of the process into tids (the caller's excluded). */
 static uint32_t list_threads(uint32_t self)
@@ -326,8 +385,7 @@ static uint32_t list_threads(uint32_t self)
 	return n;
 }
 
-/* blocks_doorbell reports whether thread tid blocks the agent's signal (SigBlk of its status):
- * such a thread cannot be stopped, and waiting for it would only delay the patch. */
+/* blocks_doorbell reports whether thread tid blocks the agent's signal (SigBlk of its status). */
 static int blocks_doorbell(uint32_t tid)
 {
 	static char buf[4096];
@@ -362,12 +420,18 @@ static int blocks_doorbell(uint32_t tid)
 	return 0;
 }
 
-static int stop_world(uint32_t self, int32_t pid)
+/* stop_world asks every other thread to stop and waits for them; it returns how many did not
+ * answer. A thread that blocks the signal cannot answer: after 10 ms the wait ends when every
+ * missing thread blocks it, after 200 ms in any case. */
+static int stop_world(uint32_t self, int32_t pid, uint32_t g)
 {
+	/* threads still leaving the handler (an earlier round, an earlier sync) first */
+	for (int i = 0; i < 200 && others_inside(self); i++)
+		futex_wait(&stw.acks, __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE), 1000 * 1000);
+	__atomic_store_n(&stw.nsent, 0, __ATOMIC_RELEASE);
 	uint32_t n = list_threads(self);
 	if (n == 0)
 		return 0;
-	int blocked = 0;
 	siginfo_t si;
 	ezero(&si, sizeof si);
 	si.si_signo = EBPFU_DOORBELL_SIGNAL;
@@ -375,23 +439,30 @@ static int stop_world(uint32_t self, int32_t pid)
 	si.si_pid = pid;
 	si.si_uid = ebpfu_agent.uid;
 	si.si_value.sival_int = STOP_MAGIC;
+	__atomic_store_n(&stw.nsent, n, __ATOMIC_RELEASE);
 	uint32_t sent = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		if (blocks_doorbell(tids[i]))
-			blocked++;
-		else if (esys4(SYS_rt_tgsigqueueinfo, pid, tids[i], EBPFU_DOORBELL_SIGNAL, &si) == 0)
+		if (esys4(SYS_rt_tgsigqueueinfo, pid, tids[i], EBPFU_DOORBELL_SIGNAL, &si) == 0)
 			sent++;
+		else
+			__atomic_store_n(&acked[i], g, __ATOMIC_RELEASE); /* gone */
 	}
-	/* wait for the acknowledgements: 200 ms at most (a thread that blocks the signal never
-	 * answers) */
 	for (int round = 0; round < 40; round++) {
 		uint32_t a = __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE);
 		if (a >= sent)
-			return blocked;
-		struct timespec ts = {0, 5 * 1000 * 1000};
-		esys6(SYS_futex, (long)&stw.acks, FUTEX_WAIT_, a, (long)&ts, 0, 0);
+			return 0;
+		if (round >= 2) {
+			int all_blocked = 1;
+			for (uint32_t i = 0; i < n && all_blocked; i++)
+				if (__atomic_load_n(&acked[i], __ATOMIC_ACQUIRE) != g &&
+				    (is_inside(tids[i]) || !blocks_doorbell(tids[i])))
+					all_blocked = 0;
+			if (all_blocked)
+				break;
+		}
+		futex_wait(&stw.acks, a, 5 * 1000 * 1000);
 	}
-	return blocked + (int)(sent - __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE));
+	return (int)(sent - __atomic_load_n(&stw.acks, __ATOMIC_ACQUIRE));
 }
 
 /* ebpfu_patch_apply patches in the sites that want it and restores those that no longer do,
@@ -415,7 +486,7 @@ int ebpfu_patch_apply(void *uctx)
 	__atomic_store_n(&stw.acks, 0, __ATOMIC_RELEASE);
 	uint32_t g = __atomic_add_fetch(&stw.gen, 1, __ATOMIC_ACQ_REL);
 	__atomic_store_n(&stw.active, 1, __ATOMIC_RELEASE);
-	int missing = stop_world(self, pid);
+	int missing = stop_world(self, pid, g);
 	fix_context(uctx);
 	for (uint32_t i = 0; i < nsites; i++) {
 		struct site *s = &sites[i];
@@ -436,4 +507,6 @@ void ebpfu_patch_forget(void)
 {
 	stw.active = 0;
 	stw.done_gen = stw.gen;
+	for (int i = 0; i < MAX_INSIDE; i++)
+		inside[i] = 0;
 }

@@ -551,8 +551,8 @@ func perfSamples(t *testing.T, r *maps.PerfRing) [][]byte {
 	return out
 }
 
-// TestForkChildGetsLaterAttach: a fork child registers itself, so an attachment made after the
-// fork reaches it too.
+// TestForkChildGetsLaterAttach: a fork child registers itself and then syncs, so an attachment
+// made after the fork reaches it, whether the server saw its registration or not.
 func TestForkChildGetsLaterAttach(t *testing.T) {
 	h := newHarness(t)
 	w := h.start()
@@ -563,8 +563,11 @@ func TestForkChildGetsLaterAttach(t *testing.T) {
 	}
 	l, m := h.countProg()
 	h.attach(work, "probed", l, false)
-	if !slices.Contains(h.tab.Processes(), child) {
-		t.Errorf("child %d is not registered: %v", child, h.tab.Processes())
+	for i := 0; !slices.Contains(h.tab.Processes(), child); i++ {
+		if i == 1000 {
+			t.Fatalf("child %d is not registered: %v", child, h.tab.Processes())
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if got := w.do("release"); got != "done 0" {
 		t.Fatalf("release: %s", got)

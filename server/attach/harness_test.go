@@ -325,7 +325,7 @@ func (h *harness) attach(path, sym string, l *loaded, ret bool) uint64 {
 		h.t.Fatal(err)
 	}
 	if err := h.tab.Ring(5 * time.Second); err != nil {
-		h.t.Fatal(err)
+		h.t.Fatal(err, h.states())
 	}
 	if st, _ := h.tab.Status(id); st.Failed != 0 {
 		h.t.Fatalf("attach %s: %d processes failed: %s", sym, st.Failed, st.LastError)
@@ -339,8 +339,26 @@ func (h *harness) detach(id uint64) {
 		h.t.Fatal(err)
 	}
 	if err := h.tab.Ring(5 * time.Second); err != nil {
-		h.t.Fatal(err)
+		h.t.Fatal(err, h.states())
 	}
+}
+
+// states describes the registered processes' threads (state and the signal they wait in), for
+// failure messages.
+func (h *harness) states() string {
+	var b strings.Builder
+	for _, pid := range h.tab.Processes() {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, task := range tasks {
+			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/wchan", pid, task.Name()))
+			f := strings.Fields(string(stat))
+			if len(f) > 2 {
+				fmt.Fprintf(&b, "\n  %d/%s %s %s", pid, task.Name(), f[2], wchan)
+			}
+		}
+	}
+	return b.String()
 }
 
 // countProg counts hits the way bpftrace's count() does: a non-atomic increment of a per-CPU
