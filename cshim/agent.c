@@ -665,12 +665,17 @@ __attribute__((visibility("default"))) int sigaction(int sig, const struct sigac
 
 __attribute__((visibility("default"))) sighandler_t signal(int sig, sighandler_t h)
 {
+	static sighandler_t (*real_signal)(int, sighandler_t);
+	if (sig != EBPFU_DOORBELL_SIGNAL || !installed) {
+		if (!real_signal)
+			real_signal = (sighandler_t(*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
+		return real_signal(sig, h);
+	}
 	struct sigaction act, old;
 	ezero(&act, sizeof act);
 	act.sa_handler = h;
 	act.sa_flags = SA_RESTART;
-	if (sigaction(sig, &act, &old) < 0)
-		return SIG_ERR;
+	sigaction(sig, &act, &old);
 	return old.sa_handler;
 }
 
@@ -712,7 +717,10 @@ static void restore_doorbell(int saved_ok, const struct sigaction *saved)
 	if (!saved_ok)
 		return;
 	real_sigaction(EBPFU_DOORBELL_SIGNAL, saved, 0);
-	ebpfu_sync(0); /* a ring may have come while it was ignored */
+	/* a ring may have come while it was ignored; not in a vfork child, whose memory is the
+	 * parent's */
+	if ((int32_t)esys0(SYS_getpid) == ebpfu_agent.pid)
+		ebpfu_sync(0);
 }
 
 #define EXPORT __attribute__((visibility("default")))

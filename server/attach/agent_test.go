@@ -576,3 +576,20 @@ func TestForkChildGetsLaterAttach(t *testing.T) {
 		t.Fatalf("count = %d, want 100 (the child's calls)", n)
 	}
 }
+
+// TestHostSignal: a host that uses the doorbell's signal for itself keeps receiving it, and the
+// agent keeps its doorbell.
+func TestHostSignal(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	if got := w.do("host58"); got != "3" {
+		t.Fatalf("the host's handler ran %s times, want 3", got)
+	}
+	l, m := h.countProg()
+	h.attach(work, "probed", l, false)
+	w.do("call 10 0 0")
+	if n := m.sum(t, 0); n != 10 {
+		t.Fatalf("count = %d, want 10", n)
+	}
+}

@@ -12,6 +12,7 @@
  *   slow T         T threads call slowcopy in a loop until "stop"; prints "started"
  *   forklater N    forks a child that waits; prints "child PID"
  *   release        the child makes N calls of probed and exits; prints "done STATUS"
+ *   host58         installs its own handler of signal 58, raises it 3 times; prints the count
  *   idle T         T threads that block every signal sleep until the process exits
  *   bench N        N calls of probed; prints the nanoseconds per call
  *   getpid N       N calls of getpid(); prints "done"
@@ -91,6 +92,14 @@ static void *idle(void *arg)
 	for (;;)
 		pause();
 	return 0;
+}
+
+static volatile int got58;
+
+static void on58(int sig)
+{
+	(void)sig;
+	got58++;
 }
 
 static jmp_buf jb;
@@ -225,6 +234,14 @@ int main(void)
 			close(rel[1]);
 			waitpid(later, &st, 0);
 			printf("done %d\n", WEXITSTATUS(st));
+		} else if (strncmp(line, "host58", 6) == 0) {
+			struct sigaction sa;
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = on58;
+			sigaction(58, &sa, 0);
+			for (int i = 0; i < 3; i++)
+				raise(58);
+			printf("%d\n", got58);
 		} else if (strncmp(line, "stop", 4) == 0) {
 			long total = 0;
 			stop_flag = 1;
