@@ -146,6 +146,14 @@ const (
 	mapTypeArena     = 33
 )
 
+// mapTypeServed are the map types runtime/maps holds.
+var mapTypeServed = map[uint32]bool{
+	uint32(maps.Hash): true, uint32(maps.Array): true, uint32(maps.ProgArray): true,
+	uint32(maps.PerfEventArray): true, uint32(maps.PercpuHash): true, uint32(maps.PercpuArray): true,
+	uint32(maps.StackTrace): true, uint32(maps.LRUHash): true, uint32(maps.LRUPercpuHash): true,
+	uint32(maps.RingBuf): true,
+}
+
 func (s *Server) mapCreate(c *call) (Result, error) {
 	a := c.attr
 	flags := a.u32(mcFlags)
@@ -181,6 +189,12 @@ func (s *Server) mapCreate(c *call) (Result, error) {
 		Name:       string(name),
 		NumaNode:   a.u32(mcNumaNode),
 		MapExtra:   a.u64(mcMapExtra),
+	}
+	if !mapTypeServed[typ] {
+		if typ > 0 && int(typ) < len(mapTypeNames) {
+			s.logf("bpf(BPF_MAP_CREATE): %s maps are not supported yet", mapTypeName(typ))
+		}
+		return Result{}, syscall.EINVAL
 	}
 	if err := spec.Validate(); err != nil {
 		return Result{}, err

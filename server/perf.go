@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ebpfu/ebpfu/runtime/maps"
+	"github.com/ebpfu/ebpfu/server/attach"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,8 +73,7 @@ func (s *Server) PerfEventOpen(p Process, attrAddr uint64, pid, cpu, groupFD int
 	}
 	config := binary.LittleEndian.Uint64(attr[8:])
 	if typ != perfTypeSoftware || config != perfCountBPFOutput {
-		s.logf("perf_event_open of type %d config %#x: only BPF output events are supported yet", typ, config)
-		return Result{}, syscall.ENOENT
+		return Result{}, s.refusePerf(typ, config)
 	}
 	if pid == -1 && cpu == -1 || cpu < -1 || int(cpu) >= possibleCPUs() || groupFD != -1 {
 		return Result{}, syscall.EINVAL
@@ -101,6 +101,45 @@ func (s *Server) PerfEventOpen(p Process, attrAddr uint64, pid, cpu, groupFD int
 	}
 	go s.wakeOnOutput(o)
 	return Result{File: f, NoCloexec: flags&perfFlagFDCloexec == 0}, nil
+}
+
+// Perf event types (enum perf_type_id) other than the dynamic PMUs'.
+const (
+	perfTypeHardware   = 0
+	perfTypeTracepoint = 2
+	perfTypeHWCache    = 3
+	perfTypeRaw        = 4
+	perfTypeBreakpoint = 5
+)
+
+// refusePerf answers a perf event ebpfu does not offer as a kernel without it would (DESIGN.md
+// section 8: ENOENT for a PMU the kernel lacks, EOPNOTSUPP for an event an existing PMU cannot
+// count) and says why on the log, so a tool's failure is never silent.
+func (s *Server) refusePerf(typ uint32, config uint64) error {
+	switch typ {
+	case perfTypeTracepoint:
+		name, ok := s.tfs.Event(config)
+		if !ok {
+			name = fmt.Sprintf("id %d", config)
+		}
+		s.logf("perf_event_open: tracepoint %s: kernel tracepoints are not supported (the kernel is not traced)", name)
+		return syscall.ENOENT
+	case perfTypeHardware, perfTypeHWCache, perfTypeRaw:
+		s.logf("perf_event_open: hardware perf events (type %d config %#x) are not supported", typ, config)
+		return syscall.ENOENT
+	case perfTypeBreakpoint:
+		s.logf("perf_event_open: breakpoint perf events are not supported")
+		return syscall.ENOENT
+	case perfTypeSoftware:
+		s.logf("perf_event_open: software perf event %d is not supported (only BPF output events are)", config)
+		return syscall.EOPNOTSUPP
+	}
+	if t, _, err := attach.UprobePMU(); err == nil && typ == t {
+		s.logf("perf_event_open: uprobes are not supported yet")
+		return syscall.ENOENT
+	}
+	s.logf("perf_event_open: perf event type %d is not supported (kprobes and other PMUs need the kernel)", typ)
+	return syscall.ENOENT
 }
 
 // persistentRing moves a new ring to an unnamed file of the state directory, whose closes inotify

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/ebpfu/ebpfu/server/tracefs"
 )
 
 // Config says where a server keeps its state and reports.
@@ -35,6 +37,10 @@ type Server struct {
 	log   io.Writer
 	objs  registry
 	bpffs *bpffs
+	tfs   *tracefs.FS
+
+	logMu  sync.Mutex
+	logged map[string]bool // lines already reported
 }
 
 // New returns a server for cfg.
@@ -60,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: cfg.Log, bpffs: fs}
+	s := &Server{log: cfg.Log, bpffs: fs, tfs: tracefs.Open(cfg.StateDir)}
 	s.objs.state = state
 	if err := s.startCloseWatch(); err != nil {
 		return nil, err
@@ -85,9 +91,23 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// logf reports one line on the server's log.
+// Tracefs returns the tracing file system the server's tools see.
+func (s *Server) Tracefs() *tracefs.FS { return s.tfs }
+
+// logf reports one line on the server's log, once: a tool that retries (libbpf's fallbacks,
+// feature probes) gets each reason a single time.
 func (s *Server) logf(format string, args ...any) {
-	fmt.Fprintf(s.log, "ebpfu-shim: "+format+"\n", args...)
+	line := fmt.Sprintf("ebpfu-shim: "+format+"\n", args...)
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.logged[line] {
+		return
+	}
+	if s.logged == nil {
+		s.logged = map[string]bool{}
+	}
+	s.logged[line] = true
+	io.WriteString(s.log, line)
 }
 
 // call is one bpf(2) call being served.

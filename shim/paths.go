@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/ebpfu/ebpfu/server"
+	"github.com/ebpfu/ebpfu/server/tracefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,6 +94,13 @@ func (s *Supervisor) sysPath(r *Request) reply {
 	if m, ok := s.srv.BPFFSMirror(p); ok {
 		return s.bpffsCall(r, &pc, m)
 	}
+	if m, ok, err := s.srv.Tracefs().Mirror(p); ok {
+		if err != nil {
+			s.logf("%v", err)
+			return errno(syscall.ENOENT)
+		}
+		return s.tracefsCall(r, &pc, m, strings.TrimPrefix(strings.TrimPrefix(p, tracefs.Root), "/"))
+	}
 	if rest, ok := strings.CutPrefix(p, "/proc/"); ok {
 		return s.procCall(r, &pc, rest)
 	}
@@ -127,46 +135,10 @@ func (s *Supervisor) bpffsCall(r *Request, pc *pathCall, m string) reply {
 		return sendFile(os.NewFile(uintptr(fd), m), flags&unix.O_CLOEXEC != 0)
 	case opReadlink:
 		return errno(syscall.EINVAL) // nothing in bpffs is a symlink
-	case opStat:
-		flags := pc.fixed
-		if pc.arg2 >= 0 {
-			flags = int(int32(r.Args[pc.arg2]))
-		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(unix.AT_FDCWD, m, &st, flags&unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fail(err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG {
-			st.Size, st.Blocks = 0, 0 // a pin has no size, whatever its file holds
-		}
-		return writeResult(r, r.Args[pc.arg], bytesOf(&st))
-	case opStatx:
-		flags := int(int32(r.Args[pc.arg]))
-		mask := int(int32(r.Args[pc.arg2]))
-		var stx unix.Statx_t
-		if err := unix.Statx(unix.AT_FDCWD, m, flags&unix.AT_SYMLINK_NOFOLLOW, mask, &stx); err != nil {
-			return fail(err)
-		}
-		if stx.Mode&unix.S_IFMT == unix.S_IFREG {
-			stx.Size, stx.Blocks = 0, 0
-		}
-		return writeResult(r, r.Args[4], bytesOf(&stx))
+	case opStat, opStatx, opAccess:
+		return mirrorStat(r, pc, m)
 	case opStatfs:
-		var sfs unix.Statfs_t
-		if err := unix.Statfs(m, &sfs); err != nil {
-			return fail(err)
-		}
-		sfs.Type = server.BPFFSMagic
-		return writeResult(r, r.Args[pc.arg], bytesOf(&sfs))
-	case opAccess:
-		flags := pc.fixed
-		if pc.arg2 >= 0 {
-			flags = int(int32(r.Args[pc.arg2]))
-		}
-		if err := unix.Faccessat2(unix.AT_FDCWD, m, uint32(r.Args[pc.arg]), flags&unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fail(err)
-		}
-		return value(0)
+		return mirrorStatfs(r, pc, m, server.BPFFSMagic)
 	case opUnlink:
 		flags := pc.fixed
 		if pc.arg2 >= 0 {
@@ -190,6 +162,57 @@ func (s *Supervisor) bpffsCall(r *Request, pc *pathCall, m string) reply {
 		return value(0)
 	}
 	return cont()
+}
+
+// mirrorStat serves stat, statx and access of a virtual file system's path from the file m that
+// stands for it; regular files show size 0, as pins and tracefs files do.
+func mirrorStat(r *Request, pc *pathCall, m string) reply {
+	switch pc.op {
+	case opStat:
+		flags := pc.fixed
+		if pc.arg2 >= 0 {
+			flags = int(int32(r.Args[pc.arg2]))
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(unix.AT_FDCWD, m, &st, flags&unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fail(err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			st.Size, st.Blocks = 0, 0
+		}
+		return writeResult(r, r.Args[pc.arg], bytesOf(&st))
+	case opStatx:
+		flags := int(int32(r.Args[pc.arg]))
+		mask := int(int32(r.Args[pc.arg2]))
+		var stx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, m, flags&unix.AT_SYMLINK_NOFOLLOW, mask, &stx); err != nil {
+			return fail(err)
+		}
+		if stx.Mode&unix.S_IFMT == unix.S_IFREG {
+			stx.Size, stx.Blocks = 0, 0
+		}
+		return writeResult(r, r.Args[4], bytesOf(&stx))
+	case opAccess:
+		flags := pc.fixed
+		if pc.arg2 >= 0 {
+			flags = int(int32(r.Args[pc.arg2]))
+		}
+		if err := unix.Faccessat2(unix.AT_FDCWD, m, uint32(r.Args[pc.arg]), flags&unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fail(err)
+		}
+		return value(0)
+	}
+	return cont()
+}
+
+// mirrorStatfs serves statfs of a virtual file system's path with its magic number.
+func mirrorStatfs(r *Request, pc *pathCall, m string, magic int64) reply {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(m, &sfs); err != nil {
+		return fail(err)
+	}
+	sfs.Type = magic
+	return writeResult(r, r.Args[pc.arg], bytesOf(&sfs))
 }
 
 // writeResult copies a result structure to the task and ends the syscall with 0.
