@@ -86,10 +86,21 @@ func (t *Table) applied(pid int) (uint64, bool) {
 	return binary.LittleEndian.Uint64(b), true
 }
 
+// stopped reports whether process pid is stopped (job control or a tracer): it handles the
+// doorbell when it continues, before it runs any of its own code.
+func stopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
+}
+
 // Ring tells every registered process to apply the table and waits until each has applied the
 // current generation or timeout passes, as the kernel's attach is in place when the call
-// returns. Processes that did not answer in time (stopped, or blocking the signal) are listed in
-// the error; they apply the table when they next can.
+// returns. Stopped processes are not waited for; processes that did not answer in time (blocking
+// the signal) are listed in the error. Both apply the table when they next can.
 func (t *Table) Ring(timeout time.Duration) error {
 	gen := t.Gen()
 	pids := t.Processes()
@@ -104,7 +115,7 @@ func (t *Table) Ring(timeout time.Duration) error {
 		next := waiting[:0]
 		for _, pid := range waiting {
 			g, ok := t.applied(pid)
-			if ok && g < gen && unix.Kill(pid, 0) == nil {
+			if ok && g < gen && unix.Kill(pid, 0) == nil && !stopped(pid) {
 				next = append(next, pid)
 			}
 		}

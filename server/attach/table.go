@@ -407,12 +407,7 @@ func (t *Table) Detach(id uint64) error {
 		if slot < 0 {
 			return fmt.Errorf("detach %d: no such attachment: %w", id, syscall.ENOENT)
 		}
-		t.store64(dirOff+8*((slot-slotsOff)/slotSize), 0)
-		seq := t.load32(slot + slotSeq)
-		t.store32(slot+slotSeq, seq|1)
-		t.store32(slot+slotState, 0)
-		t.store32(slot+slotSeq, seq+2)
-		atomic.AddUint64(t.p64(hdrGen), 1)
+		t.clearSlot(slot)
 		return nil
 	})
 }
