@@ -144,9 +144,80 @@ static int parse_line(const char *p, struct mapping *m)
 	return 0;
 }
 
-/* maps_each calls fn for each line of /proc/self/maps until it returns non-zero. */
+/* A sync reads /proc/self/maps once, into memory it maps for the time of the sync, however many
+ * attachments it applies. */
+static char *maps_text;
+static uint64_t maps_len, maps_cap;
+
+static void maps_release(void)
+{
+	if (maps_text)
+		esys2(SYS_munmap, maps_text, maps_cap);
+	maps_text = 0;
+	maps_len = maps_cap = 0;
+}
+
+/* maps_load reads the whole of /proc/self/maps into maps_text (0 on success). */
+static int maps_load(void)
+{
+	maps_release();
+	long f = esys3(SYS_open, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
+	if (f < 0)
+		return -1;
+	uint64_t cap = 65536, len = 0;
+	long m = esys6(SYS_mmap, 0, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (;;) {
+		if (m < 0 && m > -4096) {
+			esys1(SYS_close, f);
+			return -1;
+		}
+		long n = esys3(SYS_read, f, (char *)m + len, cap - len - 1);
+		if (n < 0) {
+			esys2(SYS_munmap, m, cap);
+			esys1(SYS_close, f);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (uint64_t)n;
+		if (cap - len - 1 < 4096) {
+			long bigger = esys4(SYS_mremap, m, cap, cap * 2, MREMAP_MAYMOVE);
+			if (bigger < 0 && bigger > -4096)
+				esys2(SYS_munmap, m, cap);
+			else
+				cap *= 2;
+			m = bigger;
+		}
+	}
+	esys1(SYS_close, f);
+	maps_text = (char *)m;
+	maps_len = len;
+	maps_cap = cap;
+	maps_text[len] = 0;
+	return 0;
+}
+
+/* maps_each calls fn for each line of /proc/self/maps until it returns non-zero: from the
+ * sync's copy when there is one. */
 static int maps_each(int (*fn)(const struct mapping *, void *), void *arg)
 {
+	if (maps_text) {
+		int r = 0;
+		char *line = maps_text, *end = maps_text + maps_len;
+		while (!r && line < end) {
+			char *nl = line;
+			while (nl < end && *nl != '\n')
+				nl++;
+			char save = *nl;
+			*nl = 0;
+			struct mapping m;
+			if (parse_line(line, &m) == 0)
+				r = fn(&m, arg);
+			*nl = save;
+			line = nl + 1;
+		}
+		return r;
+	}
 	static char buf[8192];
 	long f = esys3(SYS_open, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
 	if (f < 0)
@@ -267,10 +338,13 @@ static uint32_t outer_uid(void)
 static int private_dir(const char *path, int create)
 {
 	struct stat st;
-	if (create)
+	if (esys2(SYS_lstat, path, &st) < 0) {
+		if (!create)
+			return -1;
 		esys2(SYS_mkdir, path, 0700);
-	if (esys2(SYS_lstat, path, &st) < 0)
-		return -1;
+		if (esys2(SYS_lstat, path, &st) < 0)
+			return -1;
+	}
 	if (!S_ISDIR(st.st_mode) || st.st_uid != ebpfu_agent.uid || (st.st_mode & 077))
 		return -1;
 	return 0;
@@ -307,14 +381,33 @@ static void path_in(char *out, uint64_t size, const char *a, const char *b)
  * (slots, objects), so that they cost no resident memory. */
 int ebpfu_table_read(uint64_t off, void *buf, uint64_t n)
 {
+	long f = ebpfu_tls.table_fd - 1; /* open while this thread syncs */
+	if (f >= 0)
+		return esys4(SYS_pread64, f, buf, n, off) == (long)n ? 0 : -1;
 	char path[320];
 	path_in(path, sizeof path, EBPFU_ATT_FILE, 0);
-	long f = esys3(SYS_open, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	f = esys3(SYS_open, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (f < 0)
 		return -1;
 	long got = esys4(SYS_pread64, f, buf, n, off);
 	esys1(SYS_close, f);
 	return got == (long)n ? 0 : -1;
+}
+
+/* table_fd_open keeps the table open on this thread for the time of a sync. */
+static void table_fd_open(void)
+{
+	char path[320];
+	path_in(path, sizeof path, EBPFU_ATT_FILE, 0);
+	long f = esys3(SYS_open, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	ebpfu_tls.table_fd = f >= 0 ? f + 1 : 0;
+}
+
+static void table_fd_close(void)
+{
+	if (ebpfu_tls.table_fd > 0)
+		esys1(SYS_close, ebpfu_tls.table_fd - 1);
+	ebpfu_tls.table_fd = 0;
 }
 
 static void open_table(void)
@@ -462,6 +555,8 @@ static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
 		.off = ld64(s, EBPFU_SLOT_OFFSET),
 		.path = (const char *)s + EBPFU_SLOT_PATH,
 	};
+	if (!maps_text)
+		maps_load();
 	if (maps_each(find_mod, &fm) <= 0)
 		return; /* the file is not mapped here (yet) */
 	struct prog *p = slot_prog(i, s, &why);
@@ -538,6 +633,7 @@ static void sync_once(void *uctx)
 	uint32_t nslots = ld32(t, EBPFU_ATT_HDR_NSLOTS);
 	int changed = 0;
 	static uint8_t s[EBPFU_ATT_SLOT_SIZE] __attribute__((aligned(8)));
+	table_fd_open();
 	for (uint32_t i = 0; i < nslots; i++) {
 		uint64_t id = ld64(t, EBPFU_ATT_DIR + 8 * (uint64_t)i);
 		if (id == applied[i].id || (id && failed[i] == id))
@@ -561,6 +657,8 @@ static void sync_once(void *uctx)
 		attach_slot(i, s, id);
 		changed |= applied[i].id == id;
 	}
+	table_fd_close();
+	maps_release(); /* patching maps trampolines and changes protections */
 	if (changed) {
 		publish();
 		int missing = ebpfu_patch_apply(uctx);
@@ -836,9 +934,24 @@ static void fork_child(void)
 	ebpfu_sync(0);
 }
 
+/* tool_process reports whether this process is the tool a shim supervises (EBPFU_TOOL_PID, set
+ * by the shim): the tool has the agent in its environment only so that the workloads it starts
+ * (bpftrace -c) have it; the tool itself is not traced, nor are its forks until they exec. */
+static int tool_process(void)
+{
+	const char *v = getenv("EBPFU_TOOL_PID");
+	if (!v || !*v)
+		return 0;
+	const char *p = v;
+	uint64_t pid = decnum(&p);
+	return *p == 0 && pid == (uint64_t)ebpfu_agent.pid;
+}
+
 __attribute__((constructor(101))) static void ebpfu_init(void)
 {
 	ebpfu_agent.pid = (int32_t)esys0(SYS_getpid);
+	if (tool_process())
+		return;
 	ebpfu_agent.uid = (uint32_t)esys0(SYS_getuid);
 	ebpfu_agent.gid = (uint32_t)esys0(SYS_getgid);
 	const char *dbg = getenv("EBPFU_DEBUG");

@@ -122,6 +122,7 @@ struct tstate {
 	uint64_t comm_gen;
 	uint32_t depth;
 	struct shadow_entry shadow[EBPFU_SHADOW_DEPTH];
+	long table_fd; /* the table, open while this thread syncs (+1; 0 when not) */
 };
 
 extern __thread struct tstate ebpfu_tls __attribute__((tls_model("initial-exec")));
