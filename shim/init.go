@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +22,8 @@ const initSockFD = 3
 // Init is the tool's init, run in the child between fork and exec. It installs the seccomp
 // filter on its (locked) thread, hands the listener to the supervisor over SCM_RIGHTS, waits
 // for the supervisor to be ready and execs the tool from the same thread, so the tool and
-// everything it starts carry the filter. args are PATH followed by the tool's argv. Init
+// everything it starts carry the filter. The tool's environment gets EBPFU_TOOL_PID: an agent
+// preloaded through it (for the workloads the tool starts) leaves the tool itself alone. args are PATH followed by the tool's argv. Init
 // returns only on failure, with the exit status to use.
 func Init(args []string) int {
 	runtime.LockOSThread()
@@ -33,7 +36,7 @@ func Init(args []string) int {
 		fmt.Fprintf(os.Stderr, "ebpfu-shim: %v\n", err)
 		return 127
 	}
-	err := syscall.Exec(path, argv, os.Environ())
+	err := syscall.Exec(path, argv, toolEnv(os.Environ(), os.Getpid()))
 	fmt.Fprintf(os.Stderr, "ebpfu-shim: %s: %v\n", argv[0], err)
 	if errors.Is(err, syscall.ENOENT) {
 		return 127
@@ -88,4 +91,18 @@ func receiveListener(sock int) (int, error) {
 		return -1, fmt.Errorf("receiving the seccomp listener: bad rights (%v)", err)
 	}
 	return fds[0], nil
+}
+
+// ToolPIDEnv names the tool's pid in its environment.
+const ToolPIDEnv = "EBPFU_TOOL_PID"
+
+// toolEnv returns env with ToolPIDEnv set to pid.
+func toolEnv(env []string, pid int) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, ToolPIDEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, ToolPIDEnv+"="+strconv.Itoa(pid))
 }

@@ -19,19 +19,22 @@ func (s *Supervisor) sysPerfEventOpen(r *Request) reply {
 }
 
 // sysIoctl serves the perf_event ioctls on our perf events and lets every other one through.
+// It answers later: attaching a program to a uprobe waits for traced processes.
 func (s *Supervisor) sysIoctl(r *Request) reply {
 	id, err := r.FileOf(int(int32(r.Args[0])))
 	if err != nil {
 		return cont() // the kernel answers EBADF
 	}
-	v, ours, err := s.srv.PerfIoctl(r, id, r.Args[1], r.Args[2])
-	switch {
-	case !ours:
-		return cont()
-	case err != nil:
-		return fail(err)
-	}
-	return value(v)
+	return later(func() reply {
+		v, ours, err := s.srv.PerfIoctl(r, id, r.Args[1], r.Args[2])
+		switch {
+		case !ours:
+			return cont()
+		case err != nil:
+			return fail(err)
+		}
+		return value(v)
+	})
 }
 
 // sysMmap checks the tool's shared mappings of our perf events (how much of the ring it maps

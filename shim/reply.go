@@ -14,6 +14,7 @@ type reply struct {
 	drop    bool     // the task is gone: no answer
 	file    *os.File // install this file in the task; its fd number is the result
 	cloexec bool
+	later   func() reply // the answer comes from this, run on a goroutine of its own
 }
 
 // value ends the syscall with return value v.
@@ -41,3 +42,7 @@ func cont() reply { return reply{cont: true} }
 // sendFile ends the syscall with a new fd of the task that refers to f. The supervisor closes
 // f once it is installed.
 func sendFile(f *os.File, cloexec bool) reply { return reply{file: f, cloexec: cloexec} }
+
+// later answers the syscall with what fn returns, run without holding up the supervisor's other
+// notifications.
+func later(fn func() reply) reply { return reply{later: fn} }

@@ -51,6 +51,16 @@ func helper(mode string) int {
 		}
 	case "childids":
 		fmt.Printf("child %d %d\n", os.Getuid(), os.Geteuid())
+	case "toolpid":
+		fmt.Printf("tool %v\n", os.Getenv(ToolPIDEnv) == strconv.Itoa(os.Getpid()))
+		child := exec.Command(os.Args[0])
+		child.Env = append(os.Environ(), helperEnv+"=childpid")
+		child.Stdout = os.Stdout
+		if err := child.Run(); err != nil {
+			fmt.Println("child:", err)
+		}
+	case "childpid":
+		fmt.Printf("child %v %v\n", os.Getenv(ToolPIDEnv) == strconv.Itoa(os.Getppid()), os.Getenv(ToolPIDEnv) == strconv.Itoa(os.Getpid()))
 	case "exit":
 		n, _ := strconv.Atoi(arg)
 		return n
@@ -172,6 +182,15 @@ func TestIdentityIllusion(t *testing.T) {
 	want := fmt.Sprintf("tool 0 0 0 0 res 0 0 0 caps ffffffff 1ff\nchild %d %d\n", os.Getuid(), os.Geteuid())
 	if out != want {
 		t.Errorf("identities:\n got %q\nwant %q", out, want)
+	}
+}
+
+// TestToolPID: the tool's environment names its pid (an agent preloaded through it stays out of
+// the tool), and its children inherit it, so they know they are not the tool.
+func TestToolPID(t *testing.T) {
+	out, _ := runHelper(t, "toolpid")
+	if want := "tool true\nchild true false\n"; out != want {
+		t.Fatalf("got %q, want %q", out, want)
 	}
 }
 

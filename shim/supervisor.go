@@ -29,6 +29,9 @@ type Config struct {
 	Log io.Writer
 	// Stdin, Stdout and Stderr are the tool's (the shim's own if nil).
 	Stdin, Stdout, Stderr *os.File
+	// Env is the tool's environment (the shim's own if nil). Init adds EBPFU_TOOL_PID, the
+	// tool's pid, so that an agent preloaded through it stays out of the tool itself.
+	Env []string
 }
 
 // Supervisor serves the notified syscalls of one tool and everything it starts.
@@ -113,6 +116,7 @@ func Start(cfg Config) (*Supervisor, *exec.Cmd, error) {
 	defer ours.Close()
 	cmd := exec.Command(cfg.Self, append([]string{InitArg, path}, cfg.Argv...)...)
 	cmd.Args[0] = "ebpfu-shim"
+	cmd.Env = cfg.Env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = orFile(cfg.Stdin, os.Stdin), orFile(cfg.Stdout, os.Stdout), orFile(cfg.Stderr, os.Stderr)
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 = initSockFD
 	// The tool gets a process group of its own, so a signal sent to the shim's group reaches it
@@ -166,10 +170,21 @@ func (s *Supervisor) serve() {
 	}
 }
 
-// handle answers one notification.
+// handle answers one notification. A handler whose work may wait for traced processes (an
+// attach or detach of a uprobe rings them) answers later, from a goroutine: the processes it
+// waits for may be under this supervisor too, their agents' calls notified here.
 func (s *Supervisor) handle(n *notif) {
-	r := Request{sup: s, id: n.ID, Tid: int(n.Pid), Nr: int(n.Data.Nr), Args: n.Data.Args}
-	rep := s.call(&r)
+	r := &Request{sup: s, id: n.ID, Tid: int(n.Pid), Nr: int(n.Data.Nr), Args: n.Data.Args}
+	rep := s.call(r, func() reply { return s.table[r.Nr](s, r) })
+	if rep.later != nil {
+		go func() { s.finish(r, s.call(r, rep.later)) }()
+		return
+	}
+	s.finish(r, rep)
+}
+
+// finish answers r with rep.
+func (s *Supervisor) finish(r *Request, rep reply) {
 	switch {
 	case rep.drop:
 	case rep.file != nil:
@@ -187,9 +202,9 @@ func (s *Supervisor) handle(n *notif) {
 	}
 }
 
-// call runs the handler of r's syscall. A handler that panics answers EINVAL and reports it:
-// bad input must never take the supervisor down.
-func (s *Supervisor) call(r *Request) (rep reply) {
+// call runs fn, the handler of r's syscall or its later part. A handler that panics answers
+// EINVAL and reports it: bad input must never take the supervisor down.
+func (s *Supervisor) call(r *Request, fn func() reply) (rep reply) {
 	if r.Nr < 0 || r.Nr >= maxNr || s.table[r.Nr] == nil {
 		return cont()
 	}
@@ -202,7 +217,7 @@ func (s *Supervisor) call(r *Request) (rep reply) {
 			rep = errno(syscall.EINVAL)
 		}
 	}()
-	return s.table[r.Nr](s, r)
+	return fn()
 }
 
 // isTool reports whether thread tid belongs to the tool's own process (not to a process the tool

@@ -2,8 +2,22 @@ package shim
 
 import "fmt"
 
+// bpfLinkCreate and bpfLinkDetach are the bpf commands that may attach or detach uprobes,
+// which waits for traced processes: they are answered later.
+const (
+	bpfLinkCreate = 28
+	bpfLinkDetach = 34
+)
+
 // sysBPF serves bpf(cmd, attr, size) through the server.
 func (s *Supervisor) sysBPF(r *Request) reply {
+	if cmd := uint32(r.Args[0]); cmd == bpfLinkCreate || cmd == bpfLinkDetach {
+		return later(func() reply { return s.serveBPF(r) })
+	}
+	return s.serveBPF(r)
+}
+
+func (s *Supervisor) serveBPF(r *Request) reply {
 	res, err := s.srv.BPF(r, uint32(r.Args[0]), r.Args[1], uint32(r.Args[2]))
 	if err != nil {
 		return fail(err)

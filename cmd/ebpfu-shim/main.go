@@ -46,7 +46,14 @@ func runTool(argv []string) int {
 		fmt.Fprintf(os.Stderr, "ebpfu-shim: %v\n", err)
 		return 1
 	}
-	st, err := shim.Run(shim.Config{Argv: argv, Server: srv})
+	// The tool's workloads (bpftrace -c) are traced processes: the agent is preloaded through
+	// the tool's environment, and stays out of the tool itself (shim.ToolPIDEnv).
+	var env []string
+	if agent, err := attach.AgentPath(); err == nil {
+		env = attach.TracedEnv(os.Environ(), agent, "")
+	}
+	st, err := shim.Run(shim.Config{Argv: argv, Server: srv, Env: env})
+	srv.Close() // detaches the tool's uprobes
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ebpfu-shim: %v\n", err)
 		if errors.Is(err, exec.ErrNotFound) {
