@@ -128,39 +128,19 @@ func (s *Server) objPin(c *call) (Result, error) {
 	return Result{}, s.pin(obj, filepath.Join(dir, filepath.Base(p)))
 }
 
-// pin makes the file at path (in the bpffs mirror) stand for obj. A map's pin is a link to its
-// shared memory, which therefore lives on; a program's pin holds the program (and its maps are
-// kept alive under their ids); other objects' pins are files tagged with their kind and id.
+// pin makes the file at path (in the bpffs mirror) a link of obj's file, which therefore lives on
+// (a map's shared memory, a program's saved instructions; live.go).
 func (s *Server) pin(obj object, path string) error {
-	if o, ok := obj.(*mapObj); ok {
-		return linkFD(o.m.FD(), path)
+	home, err := s.objs.homeFD(obj)
+	if err != nil {
+		return err
 	}
-	var content []byte
-	if o, ok := obj.(*progObj); ok {
-		var err error
-		if content, err = o.save(); err != nil {
-			return err
-		}
-		if err := s.keepMaps(o); err != nil {
+	if !listed(obj.kind()) {
+		if err := tagObject(home, obj.kind(), obj.id()); err != nil {
 			return err
 		}
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return errnoOf(err)
-	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = tagObject(f, obj.kind(), obj.id())
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("pinning %s %d: %w", obj.kind(), obj.id(), err)
-	}
-	return nil
+	return linkFD(home, path)
 }
 
 // linkFD links the file behind the server's fd at path: EEXIST when path exists.
@@ -189,17 +169,22 @@ func (s *Server) objGet(c *call) (Result, error) {
 	if !ok || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return Result{}, syscall.EACCES // a directory, or a file that is no bpf object
 	}
+	unlock, err := s.objs.state.lockLive()
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	obj, ok := s.objs.ids[kind].objs[id]
+	if ok && !s.isFile(obj, m) {
+		ok = false // another object under the id, one this server knew dead and another shim reused
+		s.forget(obj)
+	}
 	if !ok {
 		if obj, err = s.reopen(kind, id, m, p); err != nil {
 			return Result{}, err
 		}
 	}
-	f, err := s.objs.newFile(obj)
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{File: f}, nil
+	return s.handOut(obj)
 }
 
 // reopen brings back an object that another shim (maybe one that has ended) pinned at path
@@ -210,6 +195,8 @@ func (s *Server) reopen(kind Kind, id uint32, m, path string) (object, error) {
 		return s.reopenMap(id, m)
 	case KindProg:
 		return s.reopenProg(id, m)
+	case KindBTF:
+		return s.reopenBTF(id, m)
 	}
 	s.logf("bpf(BPF_OBJ_GET) %s: reopening a pinned %s from another shim is not supported yet", path, kind)
 	return nil, syscall.ENOENT

@@ -25,11 +25,28 @@ type btfObj struct {
 	kernel bool
 	// raw returns the blob; the kernel's is read from sysfs on first use.
 	raw func() ([]byte, error)
+	// home is the object's file: the blob (empty for the kernel's).
+	home *os.File
 }
 
 func (b *btfObj) kind() Kind     { return KindBTF }
 func (b *btfObj) id() uint32     { return b.objID }
 func (b *btfObj) fdinfo() string { return fmt.Sprintf("btf_id:\t%d\n", b.objID) }
+func (b *btfObj) homeFD() int    { return int(b.home.Fd()) }
+func (b *btfObj) close()         { b.home.Close() }
+
+// newBTFHome returns a new file of the state directory holding blob, the home of a BTF object.
+func (s *Server) newBTFHome(blob []byte) (*os.File, error) {
+	f, err := s.objs.state.objectFile()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(blob); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("BTF to the state directory: %w", err)
+	}
+	return f, nil
+}
 
 // kernelBTF returns the kernel's BTF object, reading the blob from path when first asked.
 func kernelBTF(path string) *btfObj {
@@ -90,17 +107,21 @@ func (s *Server) btfLoad(c *call) (Result, error) {
 	if perr != nil {
 		return Result{}, perr
 	}
+	home, err := s.newBTFHome(data)
+	if err != nil {
+		return Result{}, err
+	}
 	obj, err := s.objs.alloc(KindBTF, func(id uint32) object {
-		return &btfObj{objID: id, raw: func() ([]byte, error) { return data, nil }}
+		return &btfObj{objID: id, raw: func() ([]byte, error) { return data, nil }, home: home}
 	})
 	if err != nil {
+		home.Close()
 		return Result{}, err
 	}
-	f, err := s.objs.newFile(obj)
-	if err != nil {
+	if err := s.publish(obj); err != nil {
 		return Result{}, err
 	}
-	return Result{File: f}, nil
+	return s.handOutNew(obj)
 }
 
 // btfMagic is the BTF header's magic number.

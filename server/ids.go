@@ -9,15 +9,19 @@ const (
 	objFlagMask = bpfFRdonly | bpfFWronly
 )
 
-// nextID returns the handler of *_GET_NEXT_ID for kind: the smallest id above start_id, written
-// to the attr's next_id.
+// nextID returns the handler of *_GET_NEXT_ID for kind: the smallest id above start_id among
+// the user's live objects (of every shim, as the kernel lists every process's), written to the
+// attr's next_id.
 func nextID(kind Kind) func(s *Server, c *call) (Result, error) {
 	return func(s *Server, c *call) (Result, error) {
 		start := c.attr.u32(byIDID)
 		if start >= maxID {
 			return Result{}, syscall.EINVAL
 		}
-		next, ok := s.objs.ids[kind].nextAfter(start)
+		next, ok, err := s.nextLive(kind, start)
+		if err != nil {
+			return Result{}, err
+		}
 		if !ok {
 			return Result{}, syscall.ENOENT
 		}
@@ -25,17 +29,69 @@ func nextID(kind Kind) func(s *Server, c *call) (Result, error) {
 	}
 }
 
-// fdByID gives the caller a new fd for the object of kind with id.
-func (s *Server) fdByID(kind Kind, id uint32) (Result, error) {
-	obj, ok := s.objs.ids[kind].objs[id]
-	if !ok {
-		return Result{}, syscall.ENOENT
+// nextLive returns the smallest id above start of a live object of kind; the entries of dead
+// objects it meets are removed.
+func (s *Server) nextLive(kind Kind, start uint32) (uint32, bool, error) {
+	if kind == KindBTF && start < kernelBTFID {
+		return kernelBTFID, true, nil
 	}
-	f, err := s.objs.newFile(obj)
+	unlock, err := s.objs.state.lockLive()
+	if err != nil {
+		return 0, false, err
+	}
+	var dead []string
+	defer func() {
+		unlock()
+		s.recheck(dead)
+	}()
+	for _, id := range s.objs.state.liveIDs(kind) {
+		if id <= start {
+			continue
+		}
+		name := liveName(kind, id)
+		if s.objs.state.entryAliveLocked(name) {
+			return id, true, nil
+		}
+		dead = append(dead, name)
+		dead = append(dead, s.objs.state.dropEntryLocked(name)...)
+	}
+	return 0, false, nil
+}
+
+// fdByID gives the caller a new fd for the object of kind with id, wherever it was made.
+func (s *Server) fdByID(kind Kind, id uint32) (Result, error) {
+	if kind == KindBTF && id == kernelBTFID {
+		return s.handOut(s.objs.ids[KindBTF].objs[kernelBTFID])
+	}
+	if !listed(kind) {
+		obj, ok := s.objs.ids[kind].objs[id]
+		if !ok {
+			return Result{}, syscall.ENOENT
+		}
+		return s.handOut(obj)
+	}
+	unlock, err := s.objs.state.lockLive()
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{File: f}, nil
+	defer unlock()
+	name := liveName(kind, id)
+	path := s.objs.state.livePath(name)
+	if !s.objs.state.entryAliveLocked(name) {
+		return Result{}, syscall.ENOENT
+	}
+	obj, ok := s.objs.ids[kind].objs[id]
+	if ok && !s.isFile(obj, path) {
+		ok = false
+		s.forget(obj)
+	}
+	if !ok {
+		if obj, err = s.reopen(kind, id, path, path); err != nil {
+			s.logf("bpf: opening %s %d: %v", kind, id, err)
+			return Result{}, syscall.ENOENT
+		}
+	}
+	return s.handOut(obj)
 }
 
 func (s *Server) progGetFDByID(c *call) (Result, error) {

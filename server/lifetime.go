@@ -3,45 +3,39 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
-// Objects live while an fd, a pin or a holder (a program using a map) keeps them, as in the
-// kernel. The server learns that a caller closed the last fd of a file it handed out from
-// inotify: IN_CLOSE_* is reported when the last reference to an open file goes, however the
-// caller duplicated, inherited or closed it, and also when a killed process's files are
-// released. Programs, BTF and links get a file of their own per fd (an unnamed file of the state
-// directory: memfds are pseudo files, whose closes inotify never reports), so their closes are
-// exact; all fds of a map
-// are open files of its shared memory, so another shim's opens of a pinned map are seen too,
-// which a pin makes harmless (a pinned map is never freed).
-
-// refs counts what keeps an object alive besides pins.
-type refs struct {
-	fds   int // open files handed out and not yet closed
-	holds int // programs using a map, and the like
-}
-
-// watch is an inotify watch on the inode of files handed out for obj.
-type watch struct {
-	obj  object
-	file FileID
-	n    int // handed-out open files of the inode not yet closed
-}
+// Objects live while an fd, a pin or a holder keeps them, as in the kernel (live.go says how
+// that is known across the user's shims). Each object is one file, open in the server (its
+// home); every fd handed out is a new open file of it with an OFD read lock. The server watches
+// each object's file with inotify: IN_CLOSE_* comes when an open file of it goes (its last fd
+// closed and its last mapping unmapped, however the caller duplicated, inherited or passed it,
+// also when a killed process's files are released), IN_ATTRIB when its links change (a pin or a
+// holder removed, maybe by another shim); either makes the server check the object again. A
+// memfd could not be used: inotify reports nothing for pseudo files.
 
 // closeWatch is the registry's inotify instance.
 type closeWatch struct {
 	fd      int      // for adding and removing watches
 	file    *os.File // the same fd, read through the runtime's poller so that Close ends the reader
-	watches map[int32]*watch
+	watches map[int32]object
+	wds     map[object]int32
 }
 
-const closeMask = unix.IN_CLOSE_WRITE | unix.IN_CLOSE_NOWRITE
+const watchMask = unix.IN_CLOSE_WRITE | unix.IN_CLOSE_NOWRITE | unix.IN_ATTRIB
+
+// wdOf returns obj's watch; a nil watch (a server being closed) knows every object.
+func (w *closeWatch) wdOf(obj object) (int32, bool) {
+	if w == nil {
+		return 0, true
+	}
+	wd, ok := w.wds[obj]
+	return wd, ok
+}
 
 // startCloseWatch makes the inotify instance and serves its events until the server ends.
 func (s *Server) startCloseWatch() error {
@@ -50,43 +44,63 @@ func (s *Server) startCloseWatch() error {
 		return fmt.Errorf("inotify: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "inotify")
-	s.objs.watch = &closeWatch{fd: fd, file: f, watches: map[int32]*watch{}}
+	s.objs.watch = &closeWatch{fd: fd, file: f, watches: map[int32]object{}, wds: map[object]int32{}}
 	go s.closeEvents(f)
 	return nil
 }
 
-// watchFile counts f, handed out for obj, and watches its inode for closes.
-func (r *registry) watchFile(f *os.File, id FileID, obj object) error {
-	r.refsOf(obj).fds++
+// register records obj, whose file is open at its home fd, in the registry: by the identity of
+// its file, and watched.
+func (r *registry) register(obj object) error {
+	home, err := r.homeFD(obj)
+	if err != nil {
+		return err
+	}
+	id, err := fdFileID(home)
+	if err != nil {
+		return fmt.Errorf("identity of %s %d: %w", obj.kind(), obj.id(), err)
+	}
+	if r.files == nil {
+		r.files = make(map[FileID]object)
+	}
+	r.files[id] = obj
 	if r.watch == nil {
 		return nil
 	}
-	wd, err := unix.InotifyAddWatch(r.watch.fd, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), closeMask)
+	wd, err := unix.InotifyAddWatch(r.watch.fd, "/proc/self/fd/"+strconv.Itoa(home), watchMask)
 	if err != nil {
-		return fmt.Errorf("watching a new %s fd: %w", obj.kind(), err)
+		delete(r.files, id)
+		return fmt.Errorf("watching %s %d: %w", obj.kind(), obj.id(), err)
 	}
-	w := r.watch.watches[int32(wd)]
-	if w == nil {
-		w = &watch{obj: obj, file: id}
-		r.watch.watches[int32(wd)] = w
-	}
-	w.n++
+	r.watch.watches[int32(wd)] = obj
+	r.watch.wds[obj] = int32(wd)
 	return nil
 }
 
-func (r *registry) refsOf(obj object) *refs {
-	if r.refs == nil {
-		r.refs = map[object]*refs{}
+// newFile makes a file that stands for obj in a caller: a new open file of obj's file, marked
+// with a read lock as an open reference. An object seen for the first time is registered.
+func (r *registry) newFile(obj object) (*os.File, error) {
+	home, err := r.homeFD(obj)
+	if err != nil {
+		return nil, err
 	}
-	rf := r.refs[obj]
-	if rf == nil {
-		rf = &refs{}
-		r.refs[obj] = rf
+	if _, known := r.watch.wdOf(obj); !known {
+		if err := r.register(obj); err != nil {
+			return nil, err
+		}
 	}
-	return rf
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(home), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("new fd of %s %d: %w", obj.kind(), obj.id(), err)
+	}
+	if err := holdLock(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
-// closeEvents reads inotify events and releases the fds they report closed.
+// closeEvents reads inotify events and checks the objects they concern again.
 func (s *Server) closeEvents(f *os.File) {
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
@@ -99,108 +113,168 @@ func (s *Server) closeEvents(f *os.File) {
 			s.mu.Unlock()
 			return
 		}
+		seen := map[object]bool{}
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			wd := int32(binary.LittleEndian.Uint32(buf[off:]))
 			mask := binary.LittleEndian.Uint32(buf[off+4:])
 			nameLen := int(binary.LittleEndian.Uint32(buf[off+12:]))
 			off += unix.SizeofInotifyEvent + nameLen
-			if mask&closeMask != 0 {
-				s.closed(wd)
+			if obj := s.objs.watch.watches[wd]; obj != nil && mask&watchMask != 0 {
+				seen[obj] = true
 			}
+		}
+		for obj := range seen {
+			s.maybeFree(obj)
 		}
 		s.mu.Unlock()
 	}
 }
 
-// closed releases one handed-out file of the inode watched by wd.
-func (s *Server) closed(wd int32) {
-	r := &s.objs
-	w := r.watch.watches[wd]
-	if w == nil || w.n == 0 {
-		return
+// alive reports whether something keeps obj: an open file, a pin or a holder (live.go), or a
+// holder in this server.
+func (s *Server) alive(obj object) bool {
+	if b, ok := obj.(*btfObj); ok && b.kernel {
+		return true
 	}
-	w.n--
-	if rf := r.refsOf(w.obj); rf.fds > 0 {
-		rf.fds--
+	if s.objs.holds[obj] > 0 {
+		return true
 	}
-	if w.n == 0 {
-		delete(r.watch.watches, wd)
-		unix.InotifyRmWatch(r.watch.fd, uint32(wd))
-		if r.files[w.file] == w.obj {
-			delete(r.files, w.file)
-		}
+	home, err := s.objs.homeFD(obj)
+	if err != nil {
+		return true
 	}
-	s.maybeFree(w.obj)
+	base := uint64(0)
+	if listed(obj.kind()) && sameFile(s.objs.state.livePath(liveName(obj.kind(), obj.id())), home) {
+		base = 1
+	}
+	return fileAlive(home, base)
 }
 
-// hold and release count a holder of obj (a program using a map).
-func (s *Server) hold(obj object) { s.objs.refsOf(obj).holds++ }
+// maybeFree frees obj when nothing keeps it, then checks what it held.
+func (s *Server) maybeFree(obj object) {
+	if s.alive(obj) {
+		return
+	}
+	unlock, err := s.objs.state.lockLive()
+	if err != nil {
+		s.logf("%v", err)
+		return
+	}
+	var held []string
+	if !s.alive(obj) {
+		held = s.freeLocked(obj)
+	}
+	unlock()
+	s.recheck(held)
+}
+
+// recheck checks again the objects this server knows among the live entries names.
+func (s *Server) recheck(names []string) {
+	for _, name := range names {
+		k, id, ok := parseLiveName(name)
+		if !ok {
+			continue
+		}
+		if obj, ok := s.objs.ids[k].objs[id]; ok {
+			s.maybeFree(obj)
+		}
+	}
+}
+
+// freeLocked frees obj, which nothing keeps: its live entry and holder links go, and the server
+// forgets it. It returns the entries of what obj held. The caller holds the live lock.
+func (s *Server) freeLocked(obj object) []string {
+	var held []string
+	if home, err := s.objs.homeFD(obj); err == nil && listed(obj.kind()) {
+		name := liveName(obj.kind(), obj.id())
+		if sameFile(s.objs.state.livePath(name), home) {
+			held = s.objs.state.dropEntryLocked(name)
+		}
+	}
+	s.forget(obj)
+	return held
+}
+
+// forget drops obj from the server and releases what the server kept open for it.
+func (s *Server) forget(obj object) {
+	r := &s.objs
+	if r.ids[obj.kind()].objs[obj.id()] == obj {
+		delete(r.ids[obj.kind()].objs, obj.id())
+	}
+	for id, o := range r.files {
+		if o == obj {
+			delete(r.files, id)
+		}
+	}
+	if r.watch != nil {
+		if wd, ok := r.watch.wds[obj]; ok {
+			unix.InotifyRmWatch(r.watch.fd, uint32(wd))
+			delete(r.watch.watches, wd)
+			delete(r.watch.wds, obj)
+		}
+	}
+	delete(r.holds, obj)
+	if f := r.holdFiles[obj]; f != nil {
+		f.Close()
+		delete(r.holdFiles, obj)
+	}
+	if f := r.homes[obj]; f != nil {
+		f.Close()
+		delete(r.homes, obj)
+	}
+	if c, ok := obj.(closer); ok {
+		c.close()
+	}
+}
+
+// hold and release count a holder of obj in this server (an attachment keeping its program).
+// While it has one, the server keeps an open file of obj with the read lock of an open
+// reference, so other shims see obj alive too.
+func (s *Server) hold(obj object) {
+	r := &s.objs
+	if r.holds == nil {
+		r.holds = map[object]int{}
+		r.holdFiles = map[object]*os.File{}
+	}
+	if r.holds[obj] == 0 {
+		if f, err := r.newFile(obj); err == nil {
+			r.holdFiles[obj] = f
+		} else {
+			s.logf("%v", err)
+		}
+	}
+	r.holds[obj]++
+}
 
 func (s *Server) release(obj object) {
-	if rf := s.objs.refsOf(obj); rf.holds > 0 {
-		rf.holds--
+	r := &s.objs
+	if r.holds[obj] > 0 {
+		r.holds[obj]--
+	}
+	if r.holds[obj] == 0 {
+		if f := r.holdFiles[obj]; f != nil {
+			f.Close()
+			delete(r.holdFiles, obj)
+		}
 	}
 	s.maybeFree(obj)
 }
 
-// maybeFree frees obj when nothing keeps it: no fd, no holder, no pin.
-func (s *Server) maybeFree(obj object) {
-	if b, ok := obj.(*btfObj); ok && b.kernel {
-		return
-	}
-	rf := s.objs.refsOf(obj)
-	if rf.fds > 0 || rf.holds > 0 || s.pinned(obj) {
-		return
-	}
-	if s.objs.ids[obj.kind()].objs[obj.id()] == obj {
-		delete(s.objs.ids[obj.kind()].objs, obj.id())
-	}
-	delete(s.objs.refs, obj)
-	for id, o := range s.objs.files {
-		if o == obj {
-			delete(s.objs.files, id)
-		}
-	}
-	switch o := obj.(type) {
-	case *mapObj:
-		o.m.Close()
-		if o.btf != nil {
-			s.release(o.btf)
-		}
-	case *perfObj:
-		o.free()
-	case *progObj:
-		for _, m := range o.maps {
-			s.release(m)
-		}
-		if o.btf != nil {
-			s.release(o.btf)
-		}
-	}
-}
-
-// pinned reports whether a pin keeps obj: a link to a map's shared memory, or a pin file tagged
-// with obj's kind and id.
-func (s *Server) pinned(obj object) bool {
-	if o, ok := obj.(*mapObj); ok {
-		var st unix.Stat_t
-		return unix.Fstat(o.m.FD(), &st) == nil && st.Nlink > 0
-	}
-	if !pinnable(obj) {
-		return false
-	}
-	found := false
-	filepath.WalkDir(s.bpffs.root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || found || !d.Type().IsRegular() {
-			return nil
-		}
-		if k, id, ok := objectTag(path); ok && k == obj.kind() && id == obj.id() {
-			found = true
-			return filepath.SkipAll
-		}
+// keep makes holder keep held alive wherever either lives (a program its maps and BTF, a map
+// its BTF) with a holder link; the kernel's BTF needs none.
+func (s *Server) keep(holder, held object) error {
+	if b, ok := held.(*btfObj); ok && b.kernel {
 		return nil
-	})
-	return found
+	}
+	home, err := s.objs.homeFD(held)
+	if err != nil {
+		return err
+	}
+	err = linkFD(home, s.objs.state.livePath(holdName(held, holder)))
+	if err != nil && err != unix.EEXIST {
+		return fmt.Errorf("%s %d keeping %s %d: %w", holder.kind(), holder.id(), held.kind(), held.id(), err)
+	}
+	return nil
 }
 
 // Unpinned tells the server that a pin in the virtual bpffs was removed, so the objects it kept
@@ -208,12 +282,32 @@ func (s *Server) pinned(obj object) bool {
 func (s *Server) Unpinned() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dropUnneededMapLinks()
+	s.sweep()
 	for k := range numKinds {
 		for _, obj := range s.objs.ids[k].objs {
-			if pinnable(obj) {
-				s.maybeFree(obj)
-			}
+			s.maybeFree(obj)
 		}
 	}
+}
+
+// sweep removes the live entries of dead objects (left by shims that were killed, or freed by
+// nobody) and forgets those this server knew.
+func (s *Server) sweep() {
+	unlock, err := s.objs.state.lockLive()
+	if err != nil {
+		s.logf("%v", err)
+		return
+	}
+	removed := s.objs.state.sweepLocked()
+	unlock()
+	s.recheck(removed)
+}
+
+// fdFileID returns the identity of the file open at fd.
+func fdFileID(fd int) (FileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return FileID{}, err
+	}
+	return FileID{Dev: st.Dev, Ino: st.Ino}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 
 	"github.com/cilium/ebpf/btf"
@@ -23,8 +22,10 @@ type mapObj struct {
 	btfVmlinuxValueID uint32
 }
 
-func (o *mapObj) kind() Kind { return KindMap }
-func (o *mapObj) id() uint32 { return o.objID }
+func (o *mapObj) kind() Kind  { return KindMap }
+func (o *mapObj) id() uint32  { return o.objID }
+func (o *mapObj) homeFD() int { return o.m.FD() }
+func (o *mapObj) close()      { o.m.Close() }
 
 func (o *mapObj) fdinfo() string {
 	m := o.m
@@ -104,20 +105,6 @@ func memlock(m *maps.Map) uint64 {
 		return sizeofStackMap + buckets*8 + entries*(sizeofStackBucket+uint64(m.ValueSize()))
 	}
 	return 0
-}
-
-// mapFile opens a new file of m's shared memory for a caller's fd: a file of its own (not a
-// duplicate of the server's), so each fd is a separate open file of the same inode.
-func (r *registry) mapFile(o *mapObj) (*os.File, error) {
-	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(o.m.FD()), os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopening map %d: %w", o.objID, err)
-	}
-	if err := r.adopt(f, o); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // MAP_CREATE attr fields.
@@ -223,50 +210,45 @@ func (s *Server) mapCreate(c *call) (Result, error) {
 	if err != nil {
 		return Result{}, errnoOrEINVAL(err)
 	}
+	defer m.Close()
 	if _, err := s.objs.alloc(KindMap, func(id uint32) object { o.objID = id; return o }); err != nil {
-		m.Close()
+		return Result{}, err
+	}
+	if o.m, err = s.persistentMap(m, o); err != nil {
+		delete(s.objs.ids[KindMap].objs, o.objID)
+		return Result{}, err
+	}
+	if err := s.publish(o); err != nil {
 		return Result{}, err
 	}
 	if o.btf != nil {
-		s.hold(o.btf)
+		if err := s.keep(o, o.btf); err != nil {
+			s.dropNew(o)
+			return Result{}, err
+		}
 	}
-	if o.m, err = s.persistentMap(m, o.objID); err != nil {
-		delete(s.objs.ids[KindMap].objs, o.objID)
-		return Result{}, err
-	}
-	f, err := s.objs.newFile(o)
-	if err != nil {
-		delete(s.objs.ids[KindMap].objs, o.objID)
-		o.m.Close()
-		return Result{}, err
-	}
-	return Result{File: f}, nil
+	return s.handOutNew(o)
 }
 
-// persistentMap moves a new map from its memfd to an object file of the state directory, which
-// a pin can link into the virtual bpffs so that it outlives the shim, tagged with its id. It
-// closes m.
-func (s *Server) persistentMap(m *maps.Map, id uint32) (*maps.Map, error) {
-	defer m.Close()
+// persistentMap copies a new map from its memfd to an unnamed file of the state directory (whose
+// closes inotify reports, and which the live entry and pins link to), with o's BTF ids.
+func (s *Server) persistentMap(m *maps.Map, o *mapObj) (*maps.Map, error) {
 	f, err := s.objs.state.objectFile()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	if err := copySparse(f, m.FD()); err != nil {
-		return nil, fmt.Errorf("map %d to the state directory: %w", id, err)
+		return nil, fmt.Errorf("map %d to the state directory: %w", o.objID, err)
 	}
-	if err := tagObject(f, KindMap, id); err != nil {
-		return nil, err
-	}
-	if o := s.objs.ids[KindMap].objs[id].(*mapObj); o.btf != nil {
+	if o.btf != nil {
 		if err := saveMapBTF(f, o); err != nil {
 			return nil, err
 		}
 	}
 	pm, err := maps.Open(int(f.Fd()), nil)
 	if err != nil {
-		return nil, fmt.Errorf("map %d in the state directory: %w", id, err)
+		return nil, fmt.Errorf("map %d in the state directory: %w", o.objID, err)
 	}
 	return pm, nil
 }

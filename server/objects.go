@@ -45,6 +45,19 @@ type object interface {
 	fdinfo() string
 }
 
+// homed is an object whose file (lifetime.go) it opens itself: a map's shared memory, a
+// program's saved instructions, a BTF blob, a perf ring. Other objects get an empty unnamed
+// file of the state directory from the registry.
+type homed interface {
+	// homeFD is the server's own open file of the object's file.
+	homeFD() int
+}
+
+// closer is an object that releases something of its own when freed.
+type closer interface {
+	close()
+}
+
 // idSpace holds the objects of one kind by id. Ids come from the user's counter (userState),
 // so they are unique across the user's shims, as the kernel's are across the machine.
 type idSpace struct {
@@ -102,54 +115,41 @@ func (s *idSpace) ids() []uint32 {
 	return out
 }
 
-// registry holds the server's objects: by kind and id, and by the identity of every file the
-// server handed out for one.
+// registry holds the server's objects: by kind and id, and by the identity of their files.
 type registry struct {
 	state *userState
 	ids   [numKinds]idSpace
 	files map[FileID]object
-	refs  map[object]*refs
-	watch *closeWatch
+	homes map[object]*os.File // the files of objects that are not homed
+	holds map[object]int      // holders in this server (hold, release)
+	// holdFiles are open references the server keeps for objects with holders.
+	holdFiles map[object]*os.File
+	watch     *closeWatch
+}
+
+// homeFD returns the server's open file of obj's file, making an empty one for an object that
+// is not homed.
+func (r *registry) homeFD(obj object) (int, error) {
+	if h, ok := obj.(homed); ok {
+		return h.homeFD(), nil
+	}
+	if f := r.homes[obj]; f != nil {
+		return int(f.Fd()), nil
+	}
+	f, err := r.state.objectFile()
+	if err != nil {
+		return -1, err
+	}
+	if r.homes == nil {
+		r.homes = map[object]*os.File{}
+	}
+	r.homes[obj] = f
+	return int(f.Fd()), nil
 }
 
 // alloc gives a new object of kind an id and records it; o builds the object for its id.
 func (r *registry) alloc(kind Kind, o func(id uint32) object) (object, error) {
 	return r.ids[kind].alloc(func() (uint32, error) { return r.state.nextID(kind) }, o)
-}
-
-// newFile makes a file that stands for obj in a caller and records it: for a map, a new open
-// file of its shared memory; for other objects an unnamed file of its own, whose inode is the
-// fd's identity.
-func (r *registry) newFile(obj object) (*os.File, error) {
-	switch o := obj.(type) {
-	case *mapObj:
-		return r.mapFile(o)
-	case *perfObj:
-		return r.perfFile(o)
-	}
-	// Not a memfd: inotify reports no close of pseudo files.
-	f, err := r.state.objectFile()
-	if err != nil {
-		return nil, fmt.Errorf("file for %s %d: %w", obj.kind(), obj.id(), err)
-	}
-	if err := r.adopt(f, obj); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-// adopt records f, a file the server hands out, as standing for obj.
-func (r *registry) adopt(f *os.File, obj object) error {
-	id, err := fileIDOf(f)
-	if err != nil {
-		return fmt.Errorf("identity of a new %s fd: %w", obj.kind(), err)
-	}
-	if r.files == nil {
-		r.files = make(map[FileID]object)
-	}
-	r.files[id] = obj
-	return r.watchFile(f, id, obj)
 }
 
 // lookupFD returns the object behind the caller's fd: EBADF when the fd is not open, and
@@ -160,4 +160,64 @@ func (r *registry) lookupFD(p Process, fd int32) (object, error) {
 		return nil, err
 	}
 	return r.files[id], nil
+}
+
+// publish makes a new object, whose id is allocated and whose file is open at its home fd,
+// known: its live entry (for the kinds that are listed) and its registration. On failure the
+// object is forgotten.
+func (s *Server) publish(obj object) error {
+	home, err := s.objs.homeFD(obj)
+	if err != nil {
+		s.forget(obj)
+		return err
+	}
+	if listed(obj.kind()) {
+		if err := tagObject(home, obj.kind(), obj.id()); err != nil {
+			s.forget(obj)
+			return err
+		}
+		if err := s.objs.state.linkEntry(home, obj.kind(), obj.id()); err != nil {
+			s.forget(obj)
+			return err
+		}
+	}
+	if err := s.objs.register(obj); err != nil {
+		s.dropNew(obj)
+		return err
+	}
+	return nil
+}
+
+// dropNew undoes publish for an object no caller has seen.
+func (s *Server) dropNew(obj object) {
+	if listed(obj.kind()) {
+		os.Remove(s.objs.state.livePath(liveName(obj.kind(), obj.id())))
+		s.objs.state.dropEntryLocked(liveName(obj.kind(), obj.id()))
+	}
+	s.forget(obj)
+}
+
+// handOut returns a new file of obj for a caller.
+func (s *Server) handOut(obj object) (Result, error) {
+	f, err := s.objs.newFile(obj)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{File: f}, nil
+}
+
+// handOutNew returns the first file of a new object for its creator; the object goes if that
+// fails.
+func (s *Server) handOutNew(obj object) (Result, error) {
+	res, err := s.handOut(obj)
+	if err != nil {
+		s.dropNew(obj)
+	}
+	return res, err
+}
+
+// isFile reports whether obj's file is the file at path.
+func (s *Server) isFile(obj object, path string) bool {
+	home, err := s.objs.homeFD(obj)
+	return err == nil && sameFile(path, home)
 }

@@ -3,8 +3,6 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -29,6 +27,8 @@ type perfObj struct {
 func (o *perfObj) kind() Kind     { return KindPerfEvent }
 func (o *perfObj) id() uint32     { return o.objID }
 func (o *perfObj) fdinfo() string { return "" }
+func (o *perfObj) homeFD() int    { return o.ring.FD() }
+func (o *perfObj) close()         { o.free() }
 
 // perf_event_open constants.
 const (
@@ -93,14 +93,13 @@ func (s *Server) PerfEventOpen(p Process, attrAddr uint64, pid, cpu, groupFD int
 		return Result{}, err
 	}
 	o.ring.SetEventID(uint64(o.objID))
-	f, err := s.objs.newFile(o)
-	if err != nil {
-		delete(s.objs.ids[KindPerfEvent].objs, o.objID)
-		o.ring.Close()
+	go s.wakeOnOutput(o)
+	if err := s.publish(o); err != nil {
 		return Result{}, err
 	}
-	go s.wakeOnOutput(o)
-	return Result{File: f, NoCloexec: flags&perfFlagFDCloexec == 0}, nil
+	res, err := s.handOutNew(o)
+	res.NoCloexec = flags&perfFlagFDCloexec == 0
+	return res, err
 }
 
 // Perf event types (enum perf_type_id) other than the dynamic PMUs'.
@@ -284,19 +283,6 @@ func (s *Server) perfRing(id uint32) *maps.PerfRing {
 		return o.ring
 	}
 	return nil
-}
-
-// perfFile opens a new file of the event's ring for a caller's fd (tools mmap it).
-func (r *registry) perfFile(o *perfObj) (*os.File, error) {
-	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(o.ring.FD()), os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopening perf event %d: %w", o.objID, err)
-	}
-	if err := r.adopt(f, o); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // free ends the event: its wakers now, its ring when its waker goroutine has stopped.

@@ -3,11 +3,8 @@ package server
 import (
 	"encoding/json"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/ebpfu/ebpfu/runtime/helper"
@@ -18,12 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A pinned program outlives its shim as a pin file holding the program as loaded, with its map
-// references turned into indexes into its list of map ids; the maps it uses stay alive as links
-// named map-ID in the state directory's objects/, which the last pin that needs them removes.
-// Another shim reopens the program by verifying it again on those maps, under its old id.
+// A program's file (its home, which its live entry and pins link to) holds the program as
+// loaded, with its map references turned into indexes into its list of map ids; the maps and BTF
+// it uses are kept alive by holder links (live.go). Another shim opens the program, by id or by
+// pin, by verifying it again on those maps, under its id.
 
-// savedProg is a pinned program's file content.
+// savedProg is a program's file content.
 type savedProg struct {
 	Type     uint32   `json:"type"`
 	Name     string   `json:"name"`
@@ -33,6 +30,7 @@ type savedProg struct {
 	Maps     []uint32 `json:"maps"`
 	Tag      [8]byte  `json:"tag"`
 	LoadTime uint64   `json:"load_time"`
+	BTF      uint32   `json:"btf,omitempty"`
 }
 
 // save returns o as a pin file's content.
@@ -57,44 +55,70 @@ func (o *progObj) save() ([]byte, error) {
 	for _, m := range o.maps {
 		sp.Maps = append(sp.Maps, m.objID)
 	}
+	if o.btf != nil {
+		sp.BTF = o.btf.objID
+	}
 	return json.Marshal(sp)
 }
 
-// mapLink is where a map used by a pinned program is kept alive.
-func (s *Server) mapLink(id uint32) string {
-	return filepath.Join(s.objs.state.dir, "objects", "map-"+strconv.FormatUint(uint64(id), 10))
-}
-
-// keepMaps links the maps of a program being pinned under their ids.
-func (s *Server) keepMaps(o *progObj) error {
-	for _, m := range o.maps {
-		err := linkFD(m.m.FD(), s.mapLink(m.objID))
-		if err != nil && err != syscall.EEXIST {
-			return fmt.Errorf("keeping map %d of pinned program %d: %w", m.objID, o.objID, err)
-		}
+// writeHome writes o's file: the program as saved.
+func (o *progObj) writeHome() error {
+	b, err := o.save()
+	if err != nil {
+		return err
+	}
+	if err := o.home.Truncate(0); err != nil {
+		return fmt.Errorf("saving program %d: %w", o.objID, err)
+	}
+	if _, err := o.home.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("saving program %d: %w", o.objID, err)
 	}
 	return nil
 }
 
-// reopenProg brings back a program another shim pinned, from its pin file at path.
+// reopenProg brings back program id, loaded in another shim (maybe one that has ended), from its
+// file at path (its live entry or a pin).
 func (s *Server) reopenProg(id uint32, path string) (object, error) {
-	b, err := os.ReadFile(path)
+	home, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
+		return nil, errnoOf(err)
+	}
+	o, err := s.loadSavedProg(id, home, path)
+	if err != nil {
+		home.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// loadSavedProg verifies again the program saved in home.
+func (s *Server) loadSavedProg(id uint32, home *os.File, path string) (*progObj, error) {
+	st, err := home.Stat()
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	b := make([]byte, st.Size())
+	if _, err := home.ReadAt(b, 0); err != nil {
 		return nil, errnoOf(err)
 	}
 	var sp savedProg
 	if err := json.Unmarshal(b, &sp); err != nil {
-		return nil, fmt.Errorf("pinned program %s: %w", path, err)
+		return nil, fmt.Errorf("program %s: %w", path, err)
 	}
 	insns, err := isa.Decode(sp.Insns)
 	if err != nil {
-		return nil, fmt.Errorf("pinned program %s: %w", path, err)
+		return nil, fmt.Errorf("program %s: %w", path, err)
 	}
-	o := &progObj{objID: id, typ: sp.Type, name: sp.Name, gpl: sp.GPL, expected: sp.Expected, tag: sp.Tag, loadTime: sp.LoadTime}
+	o := &progObj{objID: id, typ: sp.Type, name: sp.Name, gpl: sp.GPL, expected: sp.Expected, tag: sp.Tag, loadTime: sp.LoadTime, home: home}
+	if sp.BTF != 0 {
+		if o.btf, err = s.btfByID(sp.BTF); err != nil {
+			return nil, fmt.Errorf("program %s: BTF %d: %w", path, sp.BTF, err)
+		}
+	}
 	for _, mid := range sp.Maps {
 		m, err := s.mapByID(mid)
 		if err != nil {
-			return nil, fmt.Errorf("pinned program %s: map %d: %w", path, mid, err)
+			return nil, fmt.Errorf("program %s: map %d: %w", path, mid, err)
 		}
 		o.maps = append(o.maps, m)
 	}
@@ -115,27 +139,43 @@ func (s *Server) reopenProg(id uint32, path string) (object, error) {
 	}
 	prog, err := verifier.Verify(insns, opts)
 	if err != nil {
-		return nil, fmt.Errorf("pinned program %s no longer verifies: %w", path, err)
+		return nil, fmt.Errorf("program %s no longer verifies: %w", path, err)
 	}
 	o.prog, o.insns = prog, insns
-	for _, m := range o.maps {
-		s.hold(m)
-	}
 	s.objs.ids[KindProg].reserve(o)
+	if err := s.objs.register(o); err != nil {
+		delete(s.objs.ids[KindProg].objs, id)
+		return nil, err
+	}
 	return o, nil
 }
 
-// mapByID returns map id of this server, or reopens it from the state directory where a pin
-// keeps it.
+// mapByID returns map id of this server, or opens it from its live entry.
 func (s *Server) mapByID(id uint32) (*mapObj, error) {
 	if obj, ok := s.objs.ids[KindMap].objs[id]; ok {
 		return obj.(*mapObj), nil
 	}
-	return s.reopenMap(id, s.mapLink(id))
+	obj, err := s.reopenMap(id, s.objs.state.livePath(liveName(KindMap, id)))
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*mapObj), nil
 }
 
-// reopenMap brings back map id from a file of its shared memory at path.
-func (s *Server) reopenMap(id uint32, path string) (*mapObj, error) {
+// btfByID returns BTF id of this server, or opens it from its live entry.
+func (s *Server) btfByID(id uint32) (*btfObj, error) {
+	if obj, ok := s.objs.ids[KindBTF].objs[id]; ok {
+		return obj.(*btfObj), nil
+	}
+	obj, err := s.reopenBTF(id, s.objs.state.livePath(liveName(KindBTF, id)))
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*btfObj), nil
+}
+
+// reopenMap brings back map id, created in another shim, from its file at path.
+func (s *Server) reopenMap(id uint32, path string) (object, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, errnoOf(err)
@@ -146,31 +186,51 @@ func (s *Server) reopenMap(id uint32, path string) (*mapObj, error) {
 		return nil, fmt.Errorf("reopening map %d: %w", id, err)
 	}
 	o := &mapObj{objID: id, m: mm}
-	s.objs.ids[KindMap].reserve(o)
 	s.loadMapBTF(f, o)
+	s.objs.ids[KindMap].reserve(o)
+	if err := s.objs.register(o); err != nil {
+		delete(s.objs.ids[KindMap].objs, id)
+		mm.Close()
+		return nil, err
+	}
 	return o, nil
 }
 
-// Extended attributes of a map's state file that keep the BTF it was created with.
-const (
-	xattrBTF    = "user.ebpfu.btf"     // the blob
-	xattrBTFIDs = "user.ebpfu.btf_ids" // "btf_id key_type_id value_type_id"
-)
-
-// saveMapBTF records o's BTF on its state file, so that the map keeps it in another shim.
-func saveMapBTF(f *os.File, o *mapObj) error {
-	raw, err := o.btf.raw()
+// reopenBTF brings back BTF id, loaded in another shim, from its file at path.
+func (s *Server) reopenBTF(id uint32, path string) (object, error) {
+	home, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, errnoOf(err)
 	}
-	if err := unix.Fsetxattr(int(f.Fd()), xattrBTF, raw, 0); err != nil {
-		return nil // too large for an attribute: the map is kept without its BTF
+	data, err := io.ReadAll(home)
+	if err != nil {
+		home.Close()
+		return nil, errnoOf(err)
 	}
-	ids := fmt.Sprintf("%d %d %d", o.btf.objID, o.btfKey, o.btfValue)
-	return unix.Fsetxattr(int(f.Fd()), xattrBTFIDs, []byte(ids), 0)
+	b := &btfObj{objID: id, raw: func() ([]byte, error) { return data, nil }, home: home}
+	s.objs.ids[KindBTF].reserve(b)
+	if err := s.objs.register(b); err != nil {
+		delete(s.objs.ids[KindBTF].objs, id)
+		home.Close()
+		return nil, err
+	}
+	return b, nil
 }
 
-// loadMapBTF gives a reopened map its BTF back, under the BTF's old id when that is free here.
+// xattrBTFIDs is the extended attribute of a map's file that names the BTF it was created with:
+// "btf_id key_type_id value_type_id".
+const xattrBTFIDs = "user.ebpfu.btf_ids"
+
+// saveMapBTF records o's BTF on its file, so that the map keeps it in another shim.
+func saveMapBTF(f *os.File, o *mapObj) error {
+	ids := fmt.Sprintf("%d %d %d", o.btf.objID, o.btfKey, o.btfValue)
+	if err := unix.Fsetxattr(int(f.Fd()), xattrBTFIDs, []byte(ids), 0); err != nil {
+		return fmt.Errorf("tagging a map's file (user xattrs needed): %w", err)
+	}
+	return nil
+}
+
+// loadMapBTF gives a reopened map its BTF back.
 func (s *Server) loadMapBTF(f *os.File, o *mapObj) {
 	idb := make([]byte, 64)
 	n, err := unix.Fgetxattr(int(f.Fd()), xattrBTFIDs, idb)
@@ -181,68 +241,7 @@ func (s *Server) loadMapBTF(f *os.File, o *mapObj) {
 	if _, err := fmt.Sscan(string(idb[:n]), &btfID, &o.btfKey, &o.btfValue); err != nil {
 		return
 	}
-	size, err := unix.Fgetxattr(int(f.Fd()), xattrBTF, nil)
-	if err != nil || size <= 0 {
-		return
-	}
-	raw := make([]byte, size)
-	if n, err = unix.Fgetxattr(int(f.Fd()), xattrBTF, raw); err != nil {
-		return
-	}
-	raw = raw[:n]
-	if obj, ok := s.objs.ids[KindBTF].objs[btfID]; ok {
-		if b, ok := obj.(*btfObj); ok && !b.kernel {
-			o.btf = b
-		}
-	} else {
-		b := &btfObj{objID: btfID, raw: func() ([]byte, error) { return raw, nil }}
-		s.objs.ids[KindBTF].reserve(b)
+	if b, err := s.btfByID(btfID); err == nil {
 		o.btf = b
-	}
-	if o.btf != nil {
-		s.hold(o.btf)
-	}
-}
-
-// dropUnneededMapLinks removes the map-ID links that no pinned program needs any more.
-func (s *Server) dropUnneededMapLinks() {
-	dir := filepath.Join(s.objs.state.dir, "objects")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	var links []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "map-") {
-			links = append(links, e.Name())
-		}
-	}
-	if len(links) == 0 {
-		return
-	}
-	needed := map[string]bool{}
-	filepath.WalkDir(s.bpffs.root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		if k, _, ok := objectTag(path); !ok || k != KindProg {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil
-		}
-		var sp savedProg
-		if json.Unmarshal(b, &sp) == nil {
-			for _, id := range sp.Maps {
-				needed["map-"+strconv.FormatUint(uint64(id), 10)] = true
-			}
-		}
-		return nil
-	})
-	for _, l := range links {
-		if !needed[l] {
-			os.Remove(filepath.Join(dir, l))
-		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 	"unsafe"
@@ -27,13 +28,16 @@ type progObj struct {
 	tag      [8]byte
 	loadTime uint64 // boot-time ns
 	btf      *btfObj
-	expected uint32 // expected_attach_type
+	expected uint32   // expected_attach_type
+	home     *os.File // the object's file: the program as a savedProg (persist.go)
 
 	runCnt, runTimeNs uint64
 }
 
-func (o *progObj) kind() Kind { return KindProg }
-func (o *progObj) id() uint32 { return o.objID }
+func (o *progObj) kind() Kind  { return KindProg }
+func (o *progObj) id() uint32  { return o.objID }
+func (o *progObj) homeFD() int { return int(o.home.Fd()) }
+func (o *progObj) close()      { o.home.Close() }
 
 func (o *progObj) fdinfo() string {
 	return fmt.Sprintf("prog_type:\t%d\nprog_jited:\t0\nprog_tag:\t%x\nmemlock:\t%d\nprog_id:\t%d\nrun_time_ns:\t%d\nrun_cnt:\t%d\nrecursion_misses:\t0\nverified_insns:\t%d\n",
@@ -206,21 +210,34 @@ func (s *Server) progLoad(c *call) (Result, error) {
 	}
 	o.prog = prog
 	o.tag = progTag(insns)
+	o.loadTime = bootTimeNs()
+	if o.home, err = s.objs.state.objectFile(); err != nil {
+		return Result{}, err
+	}
+	if _, err := s.objs.alloc(KindProg, func(id uint32) object { o.objID = id; return o }); err != nil {
+		o.home.Close()
+		return Result{}, err
+	}
+	if err := o.writeHome(); err != nil {
+		s.forget(o)
+		return Result{}, err
+	}
+	if err := s.publish(o); err != nil {
+		return Result{}, err
+	}
 	for _, m := range o.maps {
-		s.hold(m)
+		if err := s.keep(o, m); err != nil {
+			s.dropNew(o)
+			return Result{}, err
+		}
 	}
 	if o.btf != nil {
-		s.hold(o.btf)
+		if err := s.keep(o, o.btf); err != nil {
+			s.dropNew(o)
+			return Result{}, err
+		}
 	}
-	o.loadTime = bootTimeNs()
-	if _, err := s.objs.alloc(KindProg, func(id uint32) object { o.objID = id; return o }); err != nil {
-		return Result{}, err
-	}
-	f, err := s.objs.newFile(o)
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{File: f}, nil
+	return s.handOutNew(o)
 }
 
 // gplCompatible is the kernel's license_is_gpl_compatible.
@@ -283,9 +300,11 @@ func (s *Server) progBindMap(c *call) (Result, error) {
 			return Result{}, nil
 		}
 	}
+	if err := s.keep(p, m); err != nil {
+		return Result{}, err
+	}
 	p.maps = append(p.maps, m)
-	s.hold(m)
-	return Result{}, nil
+	return Result{}, p.writeHome()
 }
 
 // progInfo is struct bpf_prog_info (Linux 6.18).

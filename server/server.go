@@ -71,23 +71,42 @@ func New(cfg Config) (*Server, error) {
 	if err := s.startCloseWatch(); err != nil {
 		return nil, err
 	}
-	s.objs.ids[KindBTF].reserve(kernelBTF(cfg.KernelBTF))
+	kb := kernelBTF(cfg.KernelBTF)
+	if kb.home, err = state.objectFile(); err != nil {
+		s.objs.watch.file.Close()
+		return nil, err
+	}
+	s.objs.ids[KindBTF].reserve(kb)
+	if err := s.objs.register(kb); err != nil {
+		s.objs.watch.file.Close()
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sweep() // what shims that were killed left behind
+	s.mu.Unlock()
 	return s, nil
 }
 
-// Close ends the server: it stops watching its files and unmaps its maps. Pinned objects live on
-// in the state directory.
+// Close ends the server: it frees what nothing keeps any more (its tool is gone, but the close
+// watch may not have told yet), stops watching and releases its files. Objects that are still
+// kept (pinned, or held open by a process outside the tool) live on in the state directory.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for k := range numKinds {
+		for _, obj := range s.objs.ids[k].objs {
+			s.maybeFree(obj)
+		}
+	}
 	if s.objs.watch != nil {
 		s.objs.watch.file.Close()
 		s.objs.watch = nil
 	}
-	for _, obj := range s.objs.ids[KindMap].objs {
-		obj.(*mapObj).m.Close()
+	for k := range numKinds {
+		for _, obj := range s.objs.ids[k].objs {
+			s.forget(obj)
+		}
 	}
-	s.objs.ids[KindMap].objs = nil
 	return nil
 }
 

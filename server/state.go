@@ -78,15 +78,15 @@ func outerUID() int {
 	return uid
 }
 
-// userState is the per-user shared state in the state directory: the object files that outlive
-// a shim when pinned, and the id counters every shim of the user allocates from, so that ids are
-// unique across shims as they are across the kernel.
+// userState is the per-user shared state in the state directory: the files of the user's live
+// objects (live.go), the id counters every shim of the user allocates from, so that ids are
+// unique across shims as they are across the kernel, and the virtual bpffs (bpffs.go).
 type userState struct {
 	dir string
 }
 
 func newUserState(dir string) (*userState, error) {
-	for _, sub := range []string{"objects", "ids"} {
+	for _, sub := range []string{"objects", "ids", "live"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !os.IsExist(err) {
 			return nil, fmt.Errorf("state directory: %w", err)
 		}
@@ -140,12 +140,12 @@ const (
 	xattrID   = "user.ebpfu.id"
 )
 
-// tagObject records kind and id on the file f.
-func tagObject(f *os.File, kind Kind, id uint32) error {
-	if err := unix.Fsetxattr(int(f.Fd()), xattrKind, []byte(kind.String()), 0); err != nil {
+// tagObject records kind and id on the file open at fd.
+func tagObject(fd int, kind Kind, id uint32) error {
+	if err := unix.Fsetxattr(fd, xattrKind, []byte(kind.String()), 0); err != nil {
 		return fmt.Errorf("tagging a state file (user xattrs needed): %w", err)
 	}
-	return unix.Fsetxattr(int(f.Fd()), xattrID, []byte(strconv.FormatUint(uint64(id), 10)), 0)
+	return unix.Fsetxattr(fd, xattrID, []byte(strconv.FormatUint(uint64(id), 10)), 0)
 }
 
 // objectTag reads the kind and id recorded on the file at path.
