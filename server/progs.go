@@ -117,6 +117,13 @@ const (
 	maxInsnsPriv = 1000000 // BPF_COMPLEXITY_LIMIT_INSNS
 )
 
+// Program types the server answers for specially: LIRC_MODE2 is not built into the kernel ebpfu
+// answers as (CONFIG_BPF_LIRC_MODE2), STRUCT_OPS programs implement kernel structures.
+const (
+	progTypeLircMode2 = 20
+	progTypeStructOps = 27
+)
+
 // progTypes are the kernel's program types (enum bpf_prog_type up to Linux 6.18's last one);
 // others are EINVAL.
 const numProgTypes = 33
@@ -148,8 +155,8 @@ func (s *Server) progLoad(c *call) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if typ == 0 || typ >= numProgTypes {
-		return Result{}, syscall.EINVAL
+	if typ == 0 || typ >= numProgTypes || typ == progTypeLircMode2 {
+		return Result{}, syscall.EINVAL // unknown, or not built into the kernel ebpfu answers as
 	}
 	name, err := a.name(plName)
 	if err != nil {
@@ -162,6 +169,15 @@ func (s *Server) progLoad(c *call) (Result, error) {
 	insns, err := isa.Decode(code)
 	if err != nil {
 		return Result{}, syscall.EINVAL
+	}
+	if typ == progTypeStructOps {
+		// ebpfu has no kernel structures to implement: the kernel's answer to an attach_btf_id
+		// naming none it knows.
+		log.printf("attach_btf_id %d is not a supported struct\n", a.u32(plAttachBTFID))
+		if err := s.finishLog(c, log, plLogTrueSize); err != nil {
+			return Result{}, err
+		}
+		return Result{}, errENOTSUPP
 	}
 	o := &progObj{typ: typ, name: name, insns: insns, gpl: gplCompatible(license), expected: a.u32(plExpectedAttach)}
 	if fd := a.s32(plBTFFD); fd != 0 || a.u32(plFuncInfoCnt) != 0 || a.u32(plLineInfoCnt) != 0 {
