@@ -127,6 +127,7 @@ func (s *Server) closeEvents(f *os.File) {
 			s.maybeFree(obj)
 		}
 		s.mu.Unlock()
+		s.ringProbes() // detaches of closed uprobe events and links
 	}
 }
 
@@ -222,6 +223,7 @@ func (s *Server) forget(obj object) {
 		f.Close()
 		delete(r.homes, obj)
 	}
+	s.forgetObject(obj)
 	if c, ok := obj.(closer); ok {
 		c.close()
 	}

@@ -19,10 +19,9 @@ const (
 	attachKprobeSession = 56 // BPF_TRACE_KPROBE_SESSION
 )
 
-// linkCreate answers BPF_LINK_CREATE as the kernel does for what ebpfu cannot attach yet: the
-// probes of libbpf (a perf link to fd -1, EBADF) and of bpftrace (kprobe_multi, EOPNOTSUPP: this
-// machine has no kprobes) get the kernel's answers; attaching to a perf event waits for the
-// probe path and says so.
+// linkCreate answers BPF_LINK_CREATE: a perf link attaches a program to a uprobe event
+// (perflink.go); the probes of libbpf (a perf link to fd -1, EBADF) and of bpftrace
+// (kprobe_multi, EOPNOTSUPP: this machine has no kprobes) get the kernel's answers.
 func (s *Server) linkCreate(c *call) (Result, error) {
 	p, err := s.progOfFD(c, c.attr.s32(lcProgFD))
 	if err != nil {
@@ -43,6 +42,9 @@ func (s *Server) linkCreate(c *call) (Result, error) {
 		obj, err := s.objs.lookupFD(c.p, c.attr.s32(lcTargetFD))
 		if err != nil || obj == nil || obj.kind() != KindPerfEvent {
 			return Result{}, syscall.EBADF // perf_event_get of no perf event
+		}
+		if ev, ok := obj.(*uprobeObj); ok {
+			return s.perfLinkCreate(c, p, ev)
 		}
 		return Result{}, syscall.EINVAL // a BPF output event runs no program
 	case attachKprobeMulti, attachKprobeSession:

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ebpfu/ebpfu/runtime/maps"
-	"github.com/ebpfu/ebpfu/server/attach"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,6 +71,9 @@ func (s *Server) PerfEventOpen(p Process, attrAddr uint64, pid, cpu, groupFD int
 		}
 	}
 	config := binary.LittleEndian.Uint64(attr[8:])
+	if retBit, ok := isUprobe(typ); ok {
+		return s.uprobeOpen(p, attr, retBit, pid, cpu, groupFD, flags)
+	}
 	if typ != perfTypeSoftware || config != perfCountBPFOutput {
 		return Result{}, s.refusePerf(typ, config)
 	}
@@ -97,6 +99,7 @@ func (s *Server) PerfEventOpen(p Process, attrAddr uint64, pid, cpu, groupFD int
 	if err := s.publish(o); err != nil {
 		return Result{}, err
 	}
+	s.publishRing(o)
 	res, err := s.handOutNew(o)
 	res.NoCloexec = flags&perfFlagFDCloexec == 0
 	return res, err
@@ -132,10 +135,6 @@ func (s *Server) refusePerf(typ uint32, config uint64) error {
 	case perfTypeSoftware:
 		s.logf("perf_event_open: software perf event %d is not supported (only BPF output events are)", config)
 		return syscall.EOPNOTSUPP
-	}
-	if t, _, err := attach.UprobePMU(); err == nil && typ == t {
-		s.logf("perf_event_open: uprobes are not supported yet")
-		return syscall.ENOENT
 	}
 	s.logf("perf_event_open: perf event type %d is not supported (kprobes and other PMUs need the kernel)", typ)
 	return syscall.ENOENT
@@ -234,6 +233,9 @@ const (
 // PerfIoctl serves an ioctl on file id; ok is false when the file is not one of the server's
 // perf events (the kernel then answers).
 func (s *Server) PerfIoctl(p Process, id FileID, req, arg uint64) (val int64, ok bool, err error) {
+	if val, ok, err := s.uprobeIoctl(p, id, req, arg); ok {
+		return val, ok, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, isPerf := s.objs.files[id].(*perfObj)
@@ -267,6 +269,9 @@ func (s *Server) PerfMmap(id FileID, length, offset uint64) (ok bool, err error)
 	o, isPerf := s.objs.files[id].(*perfObj)
 	if !isPerf {
 		return false, nil
+	}
+	if s.agentMapping(o, length, offset) {
+		return true, nil
 	}
 	if offset != 0 || length <= kernelPageSize || length%kernelPageSize != 0 {
 		return true, syscall.EINVAL

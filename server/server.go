@@ -38,6 +38,8 @@ type Server struct {
 	objs  registry
 	bpffs *bpffs
 	tfs   *tracefs.FS
+	// probes is the server's part of the probe path (probes.go).
+	probes probes
 
 	logMu  sync.Mutex
 	logged map[string]bool // lines already reported
@@ -91,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 // watch may not have told yet), stops watching and releases its files. Objects that are still
 // kept (pinned, or held open by a process outside the tool) live on in the state directory.
 func (s *Server) Close() error {
+	s.closeProbes()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k := range numKinds {
@@ -150,9 +153,13 @@ func (s *Server) BPF(p Process, cmd uint32, attrAddr uint64, size uint32) (Resul
 	if !a.unusedZero(c.last) {
 		return Result{}, syscall.EINVAL
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return c.run(s, &call{p: p, cmd: cmd, name: c.name, attr: a})
+	res, err := func() (Result, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return c.run(s, &call{p: p, cmd: cmd, name: c.name, attr: a})
+	}()
+	s.ringProbes() // an attach or detach of a uprobe (links) is in place when the call returns
+	return res, err
 }
 
 // notSupported answers a command the server does not serve yet: EINVAL, as a kernel without
