@@ -75,7 +75,7 @@ func Resolve(path string, off uint64) (*Point, error) {
 	if pt.Symbol != "" && !boundaries(body)[int(rel)] {
 		return nil, fmt.Errorf("%s: offset %#x is not an instruction boundary of %s", path, off, pt.Symbol)
 	}
-	d, err := Relocate(body[rel:])
+	d, err := Relocate(body[rel:], padding(f, ef, seg, start+uint64(len(body))))
 	if err != nil {
 		where := pt.Symbol
 		if where == "" {
@@ -93,6 +93,24 @@ func Resolve(path string, off uint64) (*Point, error) {
 	}
 	pt.Displaced = d
 	return pt, nil
+}
+
+// padding returns the JumpSize bytes after a function's end at file offset end, when they are in
+// its segment and no function symbol covers them; nil otherwise.
+func padding(f *os.File, ef *elf.File, seg *elf.Prog, end uint64) []byte {
+	if end+JumpSize > seg.Off+seg.Filesz {
+		return nil
+	}
+	for a := end; a < end+JumpSize; a++ {
+		if _, ok := funcAt(ef, a-seg.Off+seg.Vaddr); ok {
+			return nil
+		}
+	}
+	b := make([]byte, JumpSize)
+	if _, err := f.ReadAt(b, int64(end)); err != nil {
+		return nil
+	}
+	return b
 }
 
 // funcAt finds the function symbol covering vaddr in the static or dynamic symbol table.

@@ -59,12 +59,22 @@ type Displaced struct {
 // Relocate decodes the instructions at the start of code, the bytes at the probe point, until
 // they cover JumpSize bytes, and rewrites them to run from a trampoline: rip-relative operands
 // get fixups, relative branches become absolute ones. It refuses what it cannot move safely.
-func Relocate(code []byte) (*Displaced, error) {
+//
+// A function shorter than the jump (a tiny leaf such as `lea eax, [rdi+rdi]; ret`) may still
+// be probed when its last instruction never falls through and padding, the bytes after its end,
+// is filler between functions (int3 or nops): the jump then covers filler nothing executes.
+func Relocate(code, padding []byte) (*Displaced, error) {
 	d := &Displaced{}
 	off := 0
+	flowsOn := true
 	for off < JumpSize {
 		if off >= len(code) {
-			return nil, fmt.Errorf("the function ends %d bytes after the probe point: too short for a %d-byte jump", off, JumpSize)
+			need := JumpSize - off
+			if flowsOn || !isFiller(padding, need) {
+				return nil, fmt.Errorf("the function ends %d bytes after the probe point: too short for a %d-byte jump", off, JumpSize)
+			}
+			d.Orig = append(append([]byte(nil), code...), padding[:need]...)
+			return d, d.checkLimits()
 		}
 		inst, err := x86asm.Decode(code[off:], 64)
 		if err != nil {
@@ -76,18 +86,53 @@ func Relocate(code []byte) (*Displaced, error) {
 		if err := d.relocate(inst, raw, int64(off), last); err != nil {
 			return nil, fmt.Errorf("%v at +%d: %w", inst, off, err)
 		}
+		flowsOn = !endsFlow(inst)
 		off += inst.Len
 	}
 	d.Orig = append([]byte(nil), code[:off]...)
+	return d, d.checkLimits()
+}
+
+// endsFlow reports whether execution never continues after inst.
+func endsFlow(inst x86asm.Inst) bool {
+	switch inst.Op {
+	case x86asm.RET, x86asm.JMP, x86asm.UD2, x86asm.HLT:
+		return true
+	}
+	return false
+}
+
+// isFiller reports whether the first n bytes of b are linkers' filler between functions: int3
+// bytes or whole nop instructions.
+func isFiller(b []byte, n int) bool {
+	if len(b) < n {
+		return false
+	}
+	for off := 0; off < n; {
+		if b[off] == 0xcc {
+			off++
+			continue
+		}
+		inst, err := x86asm.Decode(b[off:], 64)
+		if err != nil || inst.Op != x86asm.NOP {
+			return false
+		}
+		off += inst.Len
+	}
+	return true
+}
+
+// checkLimits refuses displaced code that does not fit the table's slot layout.
+func (d *Displaced) checkLimits() error {
 	switch {
 	case len(d.Orig) > maxOrig:
-		return nil, fmt.Errorf("displaced instructions of %d bytes: more than %d", len(d.Orig), maxOrig)
+		return fmt.Errorf("displaced instructions of %d bytes: more than %d", len(d.Orig), maxOrig)
 	case len(d.Copy) > maxCopy:
-		return nil, fmt.Errorf("relocated copy of %d bytes: more than %d", len(d.Copy), maxCopy)
+		return fmt.Errorf("relocated copy of %d bytes: more than %d", len(d.Copy), maxCopy)
 	case len(d.Fixups) > maxFixups || len(d.Bounds) > maxBounds:
-		return nil, fmt.Errorf("too many displaced instructions")
+		return fmt.Errorf("too many displaced instructions")
 	}
-	return d, nil
+	return nil
 }
 
 // jcc gives the condition code of each conditional jump.
