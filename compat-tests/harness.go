@@ -69,6 +69,11 @@ var staged = sync.OnceValues(func() (*Env, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the commands: %v\n%s", err, out)
 	}
+	// The agent preloaded into traced processes, where ebpfu-shim looks for it.
+	agent := exec.Command(filepath.Join(root, "cshim", "build.sh"), filepath.Join(dir, "libebpfu.so"))
+	if out, err := agent.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the agent: %v\n%s", err, out)
+	}
 	home := filepath.Join(dir, "home")
 	if err := os.Mkdir(home, 0o777); err != nil {
 		return nil, err
