@@ -123,11 +123,22 @@ func (s *Server) closeEvents(f *os.File) {
 				seen[obj] = true
 			}
 		}
-		for obj := range seen {
-			s.maybeFree(obj)
-		}
+		s.checkAll(seen)
 		s.mu.Unlock()
 		s.ringProbes() // detaches of closed uprobe events and links
+	}
+}
+
+// checkAll checks the objects of a batch of events again. A failure is reported, never allowed
+// to take the supervisor down.
+func (s *Server) checkAll(objs map[object]bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logf("internal error checking objects: %v", v)
+		}
+	}()
+	for obj := range objs {
+		s.maybeFree(obj)
 	}
 }
 
@@ -151,9 +162,10 @@ func (s *Server) alive(obj object) bool {
 	return fileAlive(home, base)
 }
 
-// maybeFree frees obj when nothing keeps it, then checks what it held.
+// maybeFree frees obj when nothing keeps it, then checks what it held. An object the server
+// has already forgotten is left alone.
 func (s *Server) maybeFree(obj object) {
-	if s.alive(obj) {
+	if !s.knows(obj) || s.alive(obj) {
 		return
 	}
 	unlock, err := s.objs.state.lockLive()
@@ -162,11 +174,16 @@ func (s *Server) maybeFree(obj object) {
 		return
 	}
 	var held []string
-	if !s.alive(obj) {
+	if s.knows(obj) && !s.alive(obj) {
 		held = s.freeLocked(obj)
 	}
 	unlock()
 	s.recheck(held)
+}
+
+// knows reports whether obj is one of the server's objects (not yet forgotten).
+func (s *Server) knows(obj object) bool {
+	return s.objs.ids[obj.kind()].objs[obj.id()] == obj
 }
 
 // recheck checks again the objects this server knows among the live entries names.
@@ -199,9 +216,10 @@ func (s *Server) freeLocked(obj object) []string {
 // forget drops obj from the server and releases what the server kept open for it.
 func (s *Server) forget(obj object) {
 	r := &s.objs
-	if r.ids[obj.kind()].objs[obj.id()] == obj {
-		delete(r.ids[obj.kind()].objs, obj.id())
+	if r.ids[obj.kind()].objs[obj.id()] != obj {
+		return // forgotten already
 	}
+	delete(r.ids[obj.kind()].objs, obj.id())
 	for id, o := range r.files {
 		if o == obj {
 			delete(r.files, id)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/ebpfu/ebpfu/runtime/maps"
@@ -20,12 +21,61 @@ type mapObj struct {
 	btf               *btfObj
 	btfKey, btfValue  uint32
 	btfVmlinuxValueID uint32
+	waiter            *ringWaiter // a ring buffer polled by callers, nil until one is
 }
 
 func (o *mapObj) kind() Kind  { return KindMap }
 func (o *mapObj) id() uint32  { return o.objID }
 func (o *mapObj) homeFD() int { return o.m.FD() }
-func (o *mapObj) close()      { o.m.Close() }
+
+// close releases the map's memory, or has its ring waiter do so once it stops waiting on it.
+func (o *mapObj) close() {
+	if o.waiter == nil {
+		o.m.Close()
+		return
+	}
+	for fd := range o.waiter.wakers {
+		unix.Close(fd)
+	}
+	o.waiter.wakers = nil
+	close(o.waiter.stop)
+}
+
+// ringWaiter stands for a BPF ring buffer in callers' epoll sets: eventfds written when the
+// ring's notification word moves (bpf_ringbuf_submit and _output wake consumers through it).
+type ringWaiter struct {
+	wakers map[int]bool
+	stop   chan struct{} // closed when the map is freed; the waiter then unmaps it
+}
+
+// ringWaiter returns o's waiter, starting it on first use.
+func (s *Server) ringWaiter(o *mapObj) *ringWaiter {
+	if o.waiter == nil {
+		o.waiter = &ringWaiter{wakers: map[int]bool{}, stop: make(chan struct{})}
+		go s.wakeOnRing(o.m, o.waiter)
+	}
+	return o.waiter
+}
+
+// wakeOnRing writes w's wakers whenever m's notification word moves, until w stops; then it
+// unmaps m, which it alone may still be waiting on.
+func (s *Server) wakeOnRing(m *maps.Map, w *ringWaiter) {
+	defer m.Close()
+	seq := m.NotifySeq()
+	for {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		if next := m.WaitNotify(seq, 100*time.Millisecond); next != seq {
+			seq = next
+			s.mu.Lock()
+			wakeAll(w.wakers)
+			s.mu.Unlock()
+		}
+	}
+}
 
 func (o *mapObj) fdinfo() string {
 	m := o.m

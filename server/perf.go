@@ -179,45 +179,75 @@ func (s *Server) wakeOnOutput(o *perfObj) {
 }
 
 // wake writes every waker of o.
-func (s *Server) wake(o *perfObj) {
+func (s *Server) wake(o *perfObj) { wakeAll(o.wakers) }
+
+// wakeAll writes the eventfds wakers.
+func wakeAll(wakers map[int]bool) {
 	var one [8]byte
 	binary.LittleEndian.PutUint64(one[:], 1)
-	for fd := range o.wakers {
+	for fd := range wakers {
 		unix.Write(fd, one[:])
 	}
 }
 
 // AddWaker makes the eventfd efd (which the server now owns) readable-once whenever records
-// arrive on the perf event behind file id; the caller has put efd in the tool's epoll set in
-// the event's place. It fails with EPERM for files that cannot be polled (as epoll_ctl would).
+// arrive on the perf event or BPF ring buffer behind file id; the caller has put efd in the
+// tool's epoll set in the object's place. It fails with EPERM for files that cannot be polled
+// (as epoll_ctl would).
 func (s *Server) AddWaker(id FileID, efd int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, ok := s.objs.files[id].(*perfObj)
-	if !ok || o.freed {
-		return syscall.EPERM
+	switch o := s.objs.files[id].(type) {
+	case *perfObj:
+		if o.freed {
+			return syscall.EPERM
+		}
+		o.wakers[efd] = true
+		s.wake(o) // the tool finds out by reading whether records are already there
+		return nil
+	case *mapObj:
+		if o.m.Type() != maps.RingBuf {
+			return syscall.EPERM
+		}
+		w := s.ringWaiter(o)
+		w.wakers[efd] = true
+		wakeAll(w.wakers)
+		return nil
 	}
-	o.wakers[efd] = true
-	s.wake(o) // the tool finds out by reading whether records are already there
-	return nil
+	return syscall.EPERM
 }
 
 // RemoveWaker forgets and closes efd.
 func (s *Server) RemoveWaker(id FileID, efd int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if o, ok := s.objs.files[id].(*perfObj); ok && o.wakers[efd] {
-		delete(o.wakers, efd)
+	var wakers map[int]bool
+	switch o := s.objs.files[id].(type) {
+	case *perfObj:
+		wakers = o.wakers
+	case *mapObj:
+		if o.waiter != nil {
+			wakers = o.waiter.wakers
+		}
+	}
+	if wakers[efd] {
+		delete(wakers, efd)
 		unix.Close(efd)
 	}
 }
 
-// Pollable reports whether the file id is one of the server's that a tool polls (a perf event).
+// Pollable reports whether the file id is one of the server's that a tool polls: a perf event or
+// a BPF ring buffer.
 func (s *Server) Pollable(id FileID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.objs.files[id].(*perfObj)
-	return ok
+	switch o := s.objs.files[id].(type) {
+	case *perfObj:
+		return true
+	case *mapObj:
+		return o.m.Type() == maps.RingBuf
+	}
+	return false
 }
 
 // Perf event ioctls.

@@ -31,6 +31,7 @@ type savedProg struct {
 	Tag      [8]byte  `json:"tag"`
 	LoadTime uint64   `json:"load_time"`
 	BTF      uint32   `json:"btf,omitempty"`
+	Jited    []byte   `json:"jited,omitempty"` // runtime/jit's code, once compiled
 }
 
 // save returns o as a pin file's content.
@@ -58,6 +59,7 @@ func (o *progObj) save() ([]byte, error) {
 	if o.btf != nil {
 		sp.BTF = o.btf.objID
 	}
+	sp.Jited = o.jited
 	return json.Marshal(sp)
 }
 
@@ -109,7 +111,7 @@ func (s *Server) loadSavedProg(id uint32, home *os.File, path string) (*progObj,
 	if err != nil {
 		return nil, fmt.Errorf("program %s: %w", path, err)
 	}
-	o := &progObj{objID: id, typ: sp.Type, name: sp.Name, gpl: sp.GPL, expected: sp.Expected, tag: sp.Tag, loadTime: sp.LoadTime, home: home}
+	o := &progObj{objID: id, typ: sp.Type, name: sp.Name, gpl: sp.GPL, expected: sp.Expected, tag: sp.Tag, loadTime: sp.LoadTime, home: home, jited: sp.Jited}
 	if sp.BTF != 0 {
 		if o.btf, err = s.btfByID(sp.BTF); err != nil {
 			return nil, fmt.Errorf("program %s: BTF %d: %w", path, sp.BTF, err)

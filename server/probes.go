@@ -138,6 +138,7 @@ func (pr *probes) codeOf(t *attach.Table, prog *progObj) (*progCode, error) {
 	}
 	c := &progCode{file: f, entry: uint32(out.Entry)}
 	pr.code[prog.objID] = c
+	prog.setJited(out.Text) // reported by program info and fdinfo
 	return c, nil
 }
 

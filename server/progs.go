@@ -30,6 +30,9 @@ type progObj struct {
 	btf      *btfObj
 	expected uint32   // expected_attach_type
 	home     *os.File // the object's file: the program as a savedProg (persist.go)
+	// jited is runtime/jit's code for the program once the probe path compiled it (reported
+	// as the kernel reports a JIT image); nil while the program is only interpreted.
+	jited []byte
 
 	runCnt, runTimeNs uint64
 }
@@ -40,8 +43,12 @@ func (o *progObj) homeFD() int { return int(o.home.Fd()) }
 func (o *progObj) close()      { o.home.Close() }
 
 func (o *progObj) fdinfo() string {
-	return fmt.Sprintf("prog_type:\t%d\nprog_jited:\t0\nprog_tag:\t%x\nmemlock:\t%d\nprog_id:\t%d\nrun_time_ns:\t%d\nrun_cnt:\t%d\nrecursion_misses:\t0\nverified_insns:\t%d\n",
-		o.typ, o.tag, progMemlock(len(o.insns)), o.objID, o.runTimeNs, o.runCnt, len(o.insns))
+	jited := 0
+	if len(o.jited) > 0 {
+		jited = 1
+	}
+	return fmt.Sprintf("prog_type:\t%d\nprog_jited:\t%d\nprog_tag:\t%x\nmemlock:\t%d\nprog_id:\t%d\nrun_time_ns:\t%d\nrun_cnt:\t%d\nrecursion_misses:\t0\nverified_insns:\t%d\n",
+		o.typ, jited, o.tag, progMemlock(len(o.insns)), o.objID, o.runTimeNs, o.runCnt, len(o.insns))
 }
 
 // progMemlock is the kernel's memlock of a program of n instructions: struct bpf_prog and its
@@ -256,6 +263,13 @@ func (s *Server) progLoad(c *call) (Result, error) {
 	return s.handOutNew(o)
 }
 
+// setJited records the JIT's code for o, compiled for the probe path, so that program info shows
+// it as the kernel shows its JIT image, in every shim.
+func (o *progObj) setJited(text []byte) {
+	o.jited = text
+	o.writeHome()
+}
+
 // gplCompatible is the kernel's license_is_gpl_compatible.
 func gplCompatible(l string) bool {
 	switch l {
@@ -410,13 +424,28 @@ func (s *Server) progGetInfo(c *call, o *progObj, infoLen uint32, uinfo uint64) 
 			return err
 		}
 	}
-	info.JitedProgLen = 0
-	if info.NrJitedKsyms != 0 {
-		info.JitedKsyms = 0
+	// The JIT's code once the probe path compiled the program (o.jited), else none: the kernel's
+	// answers for a program it interprets.
+	ulen = info.JitedProgLen
+	info.JitedProgLen = uint32(len(o.jited))
+	if info.JitedProgLen > 0 && ulen > 0 {
+		if err := writeUser(c.p, info.JitedProgInsns, o.jited[:min(ulen, info.JitedProgLen)]); err != nil {
+			return err
+		}
 	}
-	info.NrJitedKsyms, info.NrJitedFuncLens = 1, 1
-	if info.NrJitedFuncLens != 0 && info.JitedFuncLens != 0 {
-		if err := writeUser(c.p, info.JitedFuncLens, make([]byte, 4)); err != nil {
+	ulen = info.NrJitedKsyms
+	info.NrJitedKsyms = 1
+	if ulen > 0 && info.JitedKsyms != 0 {
+		if err := writeUser(c.p, info.JitedKsyms, make([]byte, 8)); err != nil {
+			return err
+		}
+	}
+	ulen = info.NrJitedFuncLens
+	info.NrJitedFuncLens = 1
+	if ulen > 0 && info.JitedFuncLens != 0 {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], uint32(len(o.jited)))
+		if err := writeUser(c.p, info.JitedFuncLens, b[:]); err != nil {
 			return err
 		}
 	}

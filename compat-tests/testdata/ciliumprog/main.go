@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 func main() {
@@ -125,6 +127,13 @@ func run() error {
 		}
 		fmt.Printf("by id: %s[20] = %d\n", mi.Name, n)
 		again.Close()
+	}
+
+	if err := batches(); err != nil {
+		return err
+	}
+	if err := ringbufReader(); err != nil {
+		return err
 	}
 
 	for _, bad := range []struct {
@@ -238,5 +247,142 @@ func progInfo(p *ebpf.Program) error {
 	id, ok := info.ID()
 	mapIDs, _ := info.MapIDs()
 	fmt.Printf("program %q id %d (%v): %s tag %s maps %d\n", info.Name, id, ok, info.Type, info.Tag, len(mapIDs))
+	return nil
+}
+
+// batches fills, reads in chunks and empties maps with the batch commands.
+func batches() error {
+	hash, err := ebpf.NewMap(&ebpf.MapSpec{Name: "batch", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 32})
+	if err != nil {
+		return fmt.Errorf("batch hash: %w", err)
+	}
+	defer hash.Close()
+	keys := []uint32{3, 1, 4, 15, 9, 2, 6}
+	values := []uint64{30, 10, 40, 150, 90, 20, 60}
+	n, err := hash.BatchUpdate(keys, values, nil)
+	fmt.Printf("batch update: %d %v\n", n, err)
+	got := map[uint32]uint64{}
+	var cursor ebpf.MapBatchCursor
+	for {
+		ks, vs := make([]uint32, 3), make([]uint64, 3)
+		n, err := hash.BatchLookup(&cursor, ks, vs, nil)
+		for i := range n {
+			got[ks[i]] = vs[i]
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("batch lookup: %w", err)
+		}
+	}
+	fmt.Printf("batch lookup: %d entries, %v\n", len(got), sortedKV(got))
+	n, err = hash.BatchDelete([]uint32{1, 2, 3}, nil)
+	fmt.Printf("batch delete: %d %v\n", n, err)
+	n, err = hash.BatchDelete([]uint32{4, 99, 6}, nil)
+	fmt.Printf("batch delete of an absent key: %d %v\n", n, errors.Is(err, ebpf.ErrKeyNotExist))
+	clear(got)
+	var cursor2 ebpf.MapBatchCursor
+	for {
+		ks, vs := make([]uint32, 8), make([]uint64, 8)
+		n, err := hash.BatchLookupAndDelete(&cursor2, ks, vs, nil)
+		for i := range n {
+			got[ks[i]] = vs[i]
+		}
+		if err != nil {
+			fmt.Printf("batch lookup and delete: end %v\n", errors.Is(err, ebpf.ErrKeyNotExist))
+			break
+		}
+	}
+	fmt.Printf("batch lookup and delete: %v\n", sortedKV(got))
+	var k uint32
+	var v uint64
+	fmt.Printf("hash empty: %v\n", !hash.Iterate().Next(&k, &v))
+
+	array, err := ebpf.NewMap(&ebpf.MapSpec{Name: "batcharr", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 5})
+	if err != nil {
+		return fmt.Errorf("batch array: %w", err)
+	}
+	defer array.Close()
+	n, err = array.BatchUpdate([]uint32{0, 4, 7}, []uint64{5, 6, 7}, nil)
+	fmt.Printf("array batch update: %d %v\n", n, err)
+	var ac ebpf.MapBatchCursor
+	ks, vs := make([]uint32, 4), make([]uint64, 4)
+	n, err = array.BatchLookup(&ac, ks, vs, nil)
+	fmt.Printf("array batch lookup: %d %v %v %v\n", n, err, ks[:n], vs[:n])
+	n, err = array.BatchLookup(&ac, ks, vs, nil)
+	fmt.Printf("array batch lookup: %d %v %v %v\n", n, errors.Is(err, ebpf.ErrKeyNotExist), ks[:n], vs[:n])
+	_, err = array.BatchDelete([]uint32{0}, nil)
+	fmt.Printf("array batch delete: %v\n", err)
+	return nil
+}
+
+func sortedKV(m map[uint32]uint64) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%d=%d", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ringbufReader runs a program that writes skb->len into a BPF ring buffer and reads the records with
+// cilium/ebpf's reader, which waits for them in epoll on the map's fd.
+func ringbufReader() error {
+	rb, err := ebpf.NewMap(&ebpf.MapSpec{Name: "events", Type: ebpf.RingBuf, MaxEntries: 4096})
+	if err != nil {
+		return fmt.Errorf("ringbuf: %w", err)
+	}
+	defer rb.Close()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "emit", Type: ebpf.SocketFilter, License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // skb->len
+			asm.StoreMem(asm.RFP, -8, asm.R2, asm.DWord),
+			asm.LoadMapPtr(asm.R1, rb.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -8),
+			asm.Mov.Imm(asm.R3, 8),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnRingbufOutput.Call(),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("ringbuf program: %w", err)
+	}
+	defer prog.Close()
+	rd, err := ringbuf.NewReader(rb)
+	if err != nil {
+		return fmt.Errorf("ringbuf reader: %w", err)
+	}
+	defer rd.Close()
+	run := func(size int) {
+		if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, size)}); err != nil {
+			fmt.Println("run:", err)
+		}
+	}
+	run(20)
+	run(30)
+	for range 2 {
+		rec, err := rd.Read()
+		if err != nil {
+			return fmt.Errorf("ringbuf read: %w", err)
+		}
+		fmt.Printf("ringbuf record: % x\n", rec.RawSample)
+	}
+	// A reader waiting in epoll wakes when a record arrives.
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		run(45)
+	}()
+	rec, err := rd.Read()
+	if err != nil {
+		return fmt.Errorf("ringbuf read: %w", err)
+	}
+	fmt.Printf("ringbuf record after waiting: % x\n", rec.RawSample)
+	rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err = rd.Read()
+	fmt.Printf("ringbuf read with nothing to read: %v\n", errors.Is(err, os.ErrDeadlineExceeded))
 	return nil
 }
