@@ -14,8 +14,9 @@ type linkObj struct {
 func (o *linkObj) kind() Kind { return KindLink }
 func (o *linkObj) id() uint32 { return o.objID }
 
-// close detaches the program when the server forgets the link (its last fd gone).
-func (o *linkObj) close() { o.srv.freeLink(o) }
+// close detaches the program when the server forgets the link (its last fd gone); what the link
+// held is released afterwards (releaseLater).
+func (o *linkObj) close() { o.srv.unlink(o, o.srv.releaseLater) }
 
 // fdinfo is bpf_link_show_fdinfo's.
 func (o *linkObj) fdinfo() string {
@@ -34,7 +35,7 @@ func (s *Server) perfLinkCreate(c *call, prog *progObj, ev *uprobeObj) (Result, 
 	}
 	s.hold(ev)
 	if _, err := s.objs.alloc(KindLink, func(id uint32) object { l.objID = id; return l }); err != nil {
-		s.freeLink(l)
+		s.unlink(l, s.release)
 		return Result{}, err
 	}
 	if err := s.publish(l); err != nil { // forgets l on failure, which frees it
@@ -43,15 +44,16 @@ func (s *Server) perfLinkCreate(c *call, prog *progObj, ev *uprobeObj) (Result, 
 	return s.handOutNew(l)
 }
 
-// freeLink ends a link whose last fd is gone: its program is detached from the event.
-func (s *Server) freeLink(l *linkObj) {
+// unlink ends a link: its program is detached from the event, and release gets what the link
+// held.
+func (s *Server) unlink(l *linkObj, release func(object)) {
 	if l.event == nil {
 		return
 	}
 	if l.event.link == l {
-		s.detachUprobe(l.event)
+		s.detach(l.event, release)
 	}
 	ev := l.event
 	l.event = nil
-	s.release(ev)
+	release(ev)
 }

@@ -28,11 +28,12 @@ type probes struct {
 	made    map[uint64]bool             // the attachments this server made
 
 	// mu guards what ringProbes reads without the server's lock.
-	mu      sync.Mutex
-	changed bool     // the table changed since the last ring
-	fresh   []uint64 // attachments made since the last ring, whose status is then reported
-	ringMu  sync.Mutex
-	closed  bool
+	mu       sync.Mutex
+	changed  bool     // the table changed since the last ring
+	fresh    []uint64 // attachments made since the last ring, whose status is then reported
+	released []object // left to release by closers (releaseLater)
+	ringMu   sync.Mutex
+	closed   bool
 }
 
 // objectKey names an object of the table.
@@ -219,6 +220,7 @@ func (s *Server) forgetObject(obj object) {
 // return. It runs without the server's lock: a traced process may need the server (its agent's
 // calls can be notified to the same supervisor) before it can answer.
 func (s *Server) ringProbes() {
+	s.settleProbes()
 	pr := &s.probes
 	pr.ringMu.Lock()
 	defer pr.ringMu.Unlock()

@@ -39,7 +39,8 @@ func (o *uprobeObj) id() uint32     { return o.objID }
 func (o *uprobeObj) fdinfo() string { return "" }
 
 // close detaches the event's program when the server forgets it (its last fd and link gone).
-func (o *uprobeObj) close() { o.srv.detachUprobe(o) }
+// It runs while the server frees objects: the program is released afterwards (releaseLater).
+func (o *uprobeObj) close() { o.srv.detach(o, o.srv.releaseLater) }
 
 // Fields of struct perf_event_attr that a uprobe uses.
 const (
@@ -223,7 +224,10 @@ func (s *Server) attachUprobe(o *uprobeObj, prog *progObj, cookie uint64, link *
 }
 
 // detachUprobe removes the attachment of o and releases its program.
-func (s *Server) detachUprobe(o *uprobeObj) {
+func (s *Server) detachUprobe(o *uprobeObj) { s.detach(o, s.release) }
+
+// detach removes the attachment of o and gives its program to release.
+func (s *Server) detach(o *uprobeObj, release func(object)) {
 	if o.prog == nil {
 		return
 	}
@@ -232,7 +236,33 @@ func (s *Server) detachUprobe(o *uprobeObj) {
 	}
 	prog := o.prog
 	o.prog, o.attachID, o.link = nil, 0, nil
-	s.release(prog)
+	release(prog)
+}
+
+// releaseLater releases obj once the server is done freeing objects (settleProbes): a closer
+// runs under the user's live lock, which releasing (maybeFree) takes again.
+func (s *Server) releaseLater(obj object) {
+	s.probes.mu.Lock()
+	defer s.probes.mu.Unlock()
+	s.probes.released = append(s.probes.released, obj)
+}
+
+// settleProbes releases what closers of uprobe events and links left to release.
+func (s *Server) settleProbes() {
+	for {
+		s.probes.mu.Lock()
+		objs := s.probes.released
+		s.probes.released = nil
+		s.probes.mu.Unlock()
+		if len(objs) == 0 {
+			return
+		}
+		s.mu.Lock()
+		for _, obj := range objs {
+			s.release(obj)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // label names the probe in reports.
