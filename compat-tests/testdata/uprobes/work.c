@@ -1,0 +1,131 @@
+/* The workload of the uprobe comparisons (uprobes_test.go): deterministic calls of a few
+ * functions, so that bpftrace prints the same under the shim as on the kernel. It prints nothing
+ * on stdout (bpftrace's output is what is compared).
+ *
+ *   work calls          each function a known number of times, with known arguments
+ *   work threads T N    T threads call hit() N times each
+ *   work fork N         forks (no exec); parent and child call hit() N times each
+ *   work loop          calls hit() on 4 threads until stdin closes (attach/detach meanwhile)
+ *   work wait N         waits for a line on stdin and for hit() and done() to be probed (their
+ *                       first byte a jump or a breakpoint), calls hit() N times, then done()
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+volatile long sink;
+
+__attribute__((noinline)) long add(long a, long b)
+{
+	sink += a;
+	return a + b;
+}
+
+__attribute__((noinline)) int greet(const char *name, int times)
+{
+	int n = 0;
+	for (int i = 0; i < times; i++)
+		n += (int)strlen(name) + (int)sink;
+	sink = n;
+	return n;
+}
+
+__attribute__((noinline)) long scale(long x, long factor)
+{
+	sink += x;
+	return x * factor;
+}
+
+__attribute__((noinline)) long hit(long i)
+{
+	sink += i;
+	return i;
+}
+
+__attribute__((noinline)) long done(long n)
+{
+	sink -= n;
+	return n;
+}
+
+/* probed reports whether the code of f starts with a jump (ebpfu) or a breakpoint (the
+ * kernel's uprobe). */
+static int probed(long (*f)(long))
+{
+	unsigned char c = *(volatile unsigned char *)(void *)f;
+	return c == 0xe9 || c == 0xcc;
+}
+
+static void *worker(void *arg)
+{
+	long n = (long)arg;
+	for (long i = 0; i < n; i++)
+		hit(i);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return 2;
+	if (strcmp(argv[1], "calls") == 0) {
+		for (long i = 0; i < 1000; i++)
+			add(i, 2 * i);
+		static const char *names[] = {"alice", "bob", "carol", "bob"};
+		for (int i = 0; i < 4; i++)
+			greet(names[i], i + 1);
+		for (long i = 0; i < 100; i++)
+			scale(i % 17, i % 5);
+		if (!freopen("/dev/null", "w", stdout))
+			return 1;
+		for (int i = 0; i < 7; i++)
+			puts(names[i % 4]); /* a libc function with a string argument */
+		return 0;
+	}
+	if (strcmp(argv[1], "threads") == 0 && argc == 4) {
+		long t = atol(argv[2]), n = atol(argv[3]);
+		pthread_t th[64];
+		for (long i = 0; i < t && i < 64; i++)
+			pthread_create(&th[i], 0, worker, (void *)n);
+		for (long i = 0; i < t && i < 64; i++)
+			pthread_join(th[i], 0);
+		return 0;
+	}
+	if (strcmp(argv[1], "fork") == 0 && argc == 3) {
+		long n = atol(argv[2]);
+		pid_t p = fork();
+		for (long i = 0; i < n; i++)
+			hit(i);
+		if (p == 0)
+			_exit(0);
+		int st;
+		waitpid(p, &st, 0);
+		return WEXITSTATUS(st);
+	}
+	if (strcmp(argv[1], "wait") == 0 && argc == 3) {
+		long n = atol(argv[2]);
+		char line[64];
+		if (!fgets(line, sizeof line, stdin))
+			return 1;
+		for (int i = 0; i < 100000 && !(probed(hit) && probed(done)); i++)
+			usleep(100);
+		for (long i = 0; i < n; i++)
+			hit(i);
+		done(n);
+		return 0;
+	}
+	if (strcmp(argv[1], "loop") == 0) {
+		/* calls hit() in a loop on 4 threads until stdin closes */
+		pthread_t th[4];
+		for (long i = 0; i < 4; i++)
+			pthread_create(&th[i], 0, worker, (void *)(1L << 62));
+		char c;
+		while (read(0, &c, 1) > 0)
+			;
+		return 0;
+	}
+	return 2;
+}

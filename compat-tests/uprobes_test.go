@@ -1,0 +1,283 @@
+package compat
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The uprobe comparisons run stock bpftrace under the shim as the ordinary user and as root on
+// the kernel, on the same workload (testdata/uprobes/work.c, whose calls are deterministic), and
+// compare what bpftrace prints. Each test gets a state directory of its own (XDG_RUNTIME_DIR),
+// so probes of one test never reach another's traced processes.
+
+// workload returns the staged uprobe workload, building it once.
+func workload(t *testing.T, e *Env) string {
+	t.Helper()
+	built.Do(func() {
+		built.path = filepath.Join(e.Dir, "uprobe-work")
+		cmd := exec.Command("gcc", "-O2", "-g", "-o", built.path, filepath.Join(repoRoot(), "compat-tests", "testdata", "uprobes", "work.c"), "-lpthread")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("building the uprobe workload: %v\n%s", err, b)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+var built struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// runtimeDir returns a new XDG_RUNTIME_DIR of the ordinary user, removed with the test: the
+// state directory of its shims and traced processes.
+func (e *Env) runtimeDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(e.Home, "run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, e.UID, e.GID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// shimIn runs argv under the shim as the ordinary user with run as its XDG_RUNTIME_DIR.
+func (e *Env) shimIn(t *testing.T, run string, timeout time.Duration, argv ...string) Result {
+	t.Helper()
+	return e.AsUser(t, timeout, append([]string{"env", "XDG_RUNTIME_DIR=" + run, e.ShimPath()}, argv...)...)
+}
+
+// userCommand returns a command that runs argv as the ordinary user (as AsUser does) with run as
+// its XDG_RUNTIME_DIR, for the caller to start.
+func (e *Env) userCommand(run string, argv ...string) *exec.Cmd {
+	args := append([]string{
+		"--reuid=" + strconv.Itoa(e.UID), "--regid=" + strconv.Itoa(e.GID),
+		"--clear-groups", "--inh-caps=-all", "--",
+		"env", "HOME=" + e.Home, "PATH=" + e.Dir + ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		"XDG_RUNTIME_DIR=" + run,
+	}, argv...)
+	cmd := exec.Command("setpriv", args...)
+	cmd.Dir = e.Home
+	return cmd
+}
+
+// mapLine is a line of a printed map: @name[key]: value.
+var mapLine = regexp.MustCompile(`^(@\w*)(\[.*\])?: (.*)$`)
+
+// normMaps returns bpftrace's output with the lines of each printed map that have the same
+// value in key order: bpftrace sorts a map by value and leaves ties in the order the map's keys
+// are walked, which is the hash table's (the kernel's and runtime/maps' differ). Nothing else
+// changes.
+func normMaps(out string) string {
+	lines := strings.Split(out, "\n")
+	for i := 0; i < len(lines); {
+		m := mapLine.FindStringSubmatch(lines[i])
+		if m == nil || m[2] == "" {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(lines) {
+			n := mapLine.FindStringSubmatch(lines[j])
+			if n == nil || n[1] != m[1] || n[3] != m[3] {
+				break
+			}
+			j++
+		}
+		sort.Strings(lines[i:j])
+		i = j
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tidKeys returns out with the thread ids in keys of map @name replaced by T1, T2, ... in
+// numeric order: the threads of the two runs have other ids, in the same order.
+func tidKeys(out, name string) string {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\[(\d+)\]`)
+	var tids []int
+	seen := map[int]bool{}
+	for _, m := range re.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		if !seen[n] {
+			seen[n] = true
+			tids = append(tids, n)
+		}
+	}
+	sort.Ints(tids)
+	rank := map[string]string{}
+	for i, n := range tids {
+		rank[strconv.Itoa(n)] = "T" + strconv.Itoa(i+1)
+	}
+	return re.ReplaceAllStringFunc(out, func(s string) string {
+		m := re.FindStringSubmatch(s)
+		return name + "[" + rank[m[1]] + "]"
+	})
+}
+
+// sameOut fails the test unless both runs ended alike and printed the same, after norm.
+func sameOut(t *testing.T, what string, kernel, shim Result, norm func(string) string) {
+	t.Helper()
+	k, s := kernel, shim
+	k.Stdout, s.Stdout = norm(k.Stdout), norm(s.Stdout)
+	same(t, what, k, s)
+}
+
+// TestBpftraceUprobes: bpftrace uprobe and uretprobe one-liners on a workload it starts (-c)
+// print under the shim, as an ordinary user, what they print on the kernel as root.
+func TestBpftraceUprobes(t *testing.T) {
+	e := Stage(t, "bpftrace", "gcc")
+	work := workload(t, e)
+	libc := "/lib/x86_64-linux-gnu/libc.so.6"
+	if _, err := os.Stat(libc); err != nil {
+		t.Skipf("no %s", libc)
+	}
+	for _, tc := range []struct {
+		name, prog, args string
+		norm             func(string) string
+	}{
+		{"aggregations", `uprobe:W:add { @c = count(); @s = sum(arg0); @h = hist(arg1); @l = lhist(arg0 % 100, 0, 100, 10);
+			@st = stats(arg1); @mn = min(arg0); @mx = max(arg0); @av = avg(arg1); }`, "calls", nil},
+		{"filters and keys", `uprobe:W:add /arg0 % 3 == 0/ { @[comm] = count(); } uprobe:W:scale { @k[arg0, arg1] = count(); }`, "calls", nil},
+		{"str and printf", `uprobe:W:greet { printf("greet %s %d\n", str(arg0), arg1); @[str(arg0)] = sum(arg1); }`, "calls", nil},
+		{"retval", `uretprobe:W:scale { @r[retval] = count(); } uretprobe:W:greet { printf("ret %d\n", retval); }`, "calls", nil},
+		{"entry and return by tid", `uprobe:W:scale { @a[tid] = arg0; }
+			uretprobe:W:scale /@a[tid] > 10/ { @pair[@a[tid], retval] = count(); delete(@a[tid]); }`, "calls", nil},
+		{"libc, BEGIN and END", `BEGIN { printf("begin\n"); } uprobe:` + libc + `:puts /pid == cpid/ { @[str(arg0)] = count(); }
+			END { printf("end\n"); }`, "calls", nil},
+		{"exact counts", `uprobe:W:hit { @ = count(); @s = sum(arg0); }`, "threads 8 100000", nil},
+		{"thread keys", `uprobe:W:hit { @[tid] = count(); }`, "threads 4 1000", func(s string) string { return tidKeys(s, "@") }},
+		{"fork without exec", `uprobe:W:hit { @[pid == cpid] = count(); }`, "fork 100000", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prog := strings.ReplaceAll(tc.prog, "probe:W:", "probe:"+work+":")
+			argv := []string{"bpftrace", "-e", prog, "-c", work + " " + tc.args}
+			norm := normMaps
+			if tc.norm != nil {
+				norm = func(s string) string { return normMaps(tc.norm(s)) }
+			}
+			k := e.Kernel(t, 2*time.Minute, argv...)
+			s := e.shimIn(t, e.runtimeDir(t), 2*time.Minute, argv...)
+			if k.Code != 0 || !strings.HasPrefix(k.Stdout, "Attaching") {
+				t.Fatalf("bpftrace on the kernel failed:\n%s", k)
+			}
+			sameOut(t, tc.name, k, s, norm)
+			if strings.Contains(s.Stderr, "ebpfu-shim:") {
+				t.Errorf("the shim reported:\n%s", s.Stderr)
+			}
+		})
+	}
+}
+
+// TestBpftraceUprobeOtherShim: probes reach a workload started with `ebpfu-shim run` (another
+// shim invocation), already running when bpftrace attaches; the counts are the kernel's.
+func TestBpftraceUprobeOtherShim(t *testing.T) {
+	e := Stage(t, "bpftrace", "gcc")
+	work := workload(t, e)
+	prog := fmt.Sprintf(`uprobe:%s:hit { @ = count(); @s = sum(arg0); } uprobe:%s:done { printf("done %%d\n", arg0); exit(); }`, work, work)
+	run := func(workload, tool *exec.Cmd) Result {
+		t.Helper()
+		in, err := workload.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		workload.Stderr = os.Stderr
+		if err := workload.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { in.Close(); workload.Process.Kill(); workload.Wait() }()
+		out, err := tool.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		tool.Stderr = &stderr
+		if err := tool.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rd := bufio.NewReader(out)
+		first, err := rd.ReadString('\n')
+		if err != nil {
+			tool.Process.Kill()
+			tool.Wait()
+			t.Fatalf("bpftrace: %v\n%s", err, stderr.String())
+		}
+		io.WriteString(in, "go\n") // the workload calls hit() once its probes are in place
+		done := make(chan string, 1)
+		go func() { rest, _ := io.ReadAll(rd); done <- string(rest) }()
+		var rest string
+		select {
+		case rest = <-done:
+		case <-time.After(2 * time.Minute):
+			tool.Process.Kill()
+			t.Fatalf("bpftrace did not end:\n%s%s", first, stderr.String())
+		}
+		tool.Wait()
+		return Result{Stdout: first + rest, Stderr: stderr.String(), Code: tool.ProcessState.ExitCode()}
+	}
+	k := run(exec.Command(work, "wait", "100000"), exec.Command("bpftrace", "-e", prog))
+	dir := e.runtimeDir(t)
+	s := run(e.userCommand(dir, e.ShimPath(), "run", "--", work, "wait", "100000"),
+		e.userCommand(dir, e.ShimPath(), "bpftrace", "-e", prog))
+	same(t, "bpftrace on a workload of another shim", k, s)
+}
+
+// TestBpftraceUprobeBash: bash runs a script full of subshells, pipelines, traps, background jobs
+// and command substitutions under probes on its own functions, each time as without them, and
+// the probes count what the kernel's count (server/attach's TestBash runs such a script ten
+// times under probes in libc, and while attachments change).
+func TestBpftraceUprobeBash(t *testing.T) {
+	e := Stage(t, "bpftrace")
+	script := filepath.Join(e.Dir, "uprobe-bash.sh")
+	body := `set -e
+trap 'echo trapped USR1' USR1
+f() { echo "f $1"; }
+for i in 1 2 3; do
+	( f "sub $i"; echo inner | tr a-z A-Z )
+	x=$(f "cmd $i" | wc -c)
+	echo "len $x"
+	sleep 0.01 &
+	wait $!
+	kill -USR1 $$
+done
+echo "a b c" | while read -r a b c; do echo "$c $b $a"; done
+{ echo one; echo two; } | sort -r
+coproc cat; echo through >&"${COPROC[1]}"; exec {COPROC[1]}>&-; read -r l <&"${COPROC[0]}"; echo "$l"; wait
+echo end
+`
+	if err := os.WriteFile(script, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prog := `uprobe:/bin/bash:execute_command { @cmds = count(); } uprobe:/bin/bash:make_child { @forks = count(); }
+		uretprobe:/bin/bash:execute_command /retval != 0/ { @failed = count(); }`
+	k := e.Kernel(t, time.Minute, "bpftrace", "-e", prog, "-c", "/bin/bash "+script)
+	if k.Code != 0 || !strings.Contains(k.Stdout, "end\n") {
+		t.Fatalf("the script on the kernel:\n%s", k)
+	}
+	for i := range 5 {
+		s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", prog, "-c", "/bin/bash "+script)
+		same(t, fmt.Sprintf("run %d of the script under probes", i+1), k, s)
+		if t.Failed() {
+			break
+		}
+	}
+}
