@@ -35,19 +35,13 @@ func readAttr(p Process, addr uint64, size uint32) (*attr, error) {
 	if size > pageSize {
 		return nil, syscall.E2BIG
 	}
-	if !accessOK(addr, uint64(size)) {
-		return nil, syscall.EFAULT
+	if size > 0 && !accessOK(addr, uint64(size)) {
+		return nil, syscall.EFAULT // a copy of no bytes checks no address
 	}
 	a := &attr{addr: addr, size: size}
 	if size > attrSize {
-		tail := make([]byte, size-attrSize)
-		if err := p.ReadMem(addr+attrSize, tail); err != nil {
+		if err := tailZero(p, addr+attrSize, uint64(size-attrSize)); err != nil {
 			return nil, err
-		}
-		for _, c := range tail {
-			if c != 0 {
-				return nil, syscall.E2BIG
-			}
 		}
 		size = attrSize
 	}
@@ -55,6 +49,26 @@ func readAttr(p Process, addr uint64, size uint32) (*attr, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// tailZero is the kernel's check_zeroed_user for the n bytes at addr, as bpf_check_uarg_tail_zero
+// uses it: E2BIG at the first non-zero byte, EFAULT at an unreadable page reached before one.
+func tailZero(p Process, addr, n uint64) error {
+	buf := make([]byte, pageSize)
+	for n > 0 {
+		chunk := min(n, pageSize-addr%pageSize)
+		if err := p.ReadMem(addr, buf[:chunk]); err != nil {
+			return err
+		}
+		for _, c := range buf[:chunk] {
+			if c != 0 {
+				return syscall.E2BIG
+			}
+		}
+		addr += chunk
+		n -= chunk
+	}
+	return nil
 }
 
 // unusedZero is the kernel's CHECK_ATTR: every byte after the command's last field is zero.

@@ -203,14 +203,8 @@ func readInfo(p Process, uinfo uint64, infoLen uint32, info []byte) (uint32, err
 		return 0, syscall.EFAULT
 	}
 	if int(infoLen) > len(info) {
-		tail := make([]byte, int(infoLen)-len(info))
-		if err := p.ReadMem(uinfo+uint64(len(info)), tail); err != nil {
+		if err := tailZero(p, uinfo+uint64(len(info)), uint64(int(infoLen)-len(info))); err != nil {
 			return 0, err
-		}
-		for _, c := range tail {
-			if c != 0 {
-				return 0, syscall.E2BIG
-			}
 		}
 	}
 	n := min(infoLen, uint32(len(info)))

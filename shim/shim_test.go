@@ -89,6 +89,8 @@ func helper(mode string) int {
 		fmt.Println(ns)
 	case "sleep":
 		time.Sleep(time.Minute)
+	case "fuzz":
+		return fuzzHelper()
 	case "bpf":
 		// A bpf(2) call whose answer the test checks: BTF_GET_NEXT_ID(0).
 		var attr [8]byte
