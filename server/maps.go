@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -108,7 +109,7 @@ func memlock(m *maps.Map) uint64 {
 	pageAlign := func(n uint64) uint64 { return (n + kernelPageSize - 1) &^ (kernelPageSize - 1) }
 	entries, ncpu := uint64(m.MaxEntries()), uint64(m.NumCPU())
 	switch t := m.Type(); t {
-	case maps.Array, maps.PercpuArray, maps.PerfEventArray, maps.ProgArray:
+	case maps.Array, maps.PercpuArray, maps.PerfEventArray, maps.ProgArray, maps.CgroupArray:
 		elem := round8(m.ValueSize())
 		switch {
 		case t == maps.PercpuArray:
@@ -187,7 +188,8 @@ const (
 var mapTypeServed = map[uint32]bool{
 	uint32(maps.Hash): true, uint32(maps.Array): true, uint32(maps.ProgArray): true,
 	uint32(maps.PerfEventArray): true, uint32(maps.PercpuHash): true, uint32(maps.PercpuArray): true,
-	uint32(maps.StackTrace): true, uint32(maps.LRUHash): true, uint32(maps.LRUPercpuHash): true,
+	uint32(maps.CgroupArray): true,
+	uint32(maps.StackTrace):  true, uint32(maps.LRUHash): true, uint32(maps.LRUPercpuHash): true,
 	uint32(maps.RingBuf): true,
 }
 
@@ -463,7 +465,7 @@ func (s *Server) mapUpdate(c *call) (Result, error) {
 	if err := readUser(c.p, c.attr.u64(elemValue), value); err != nil {
 		return Result{}, err
 	}
-	if t := o.m.Type(); t == maps.PerfEventArray || t == maps.ProgArray {
+	if t := o.m.Type(); t == maps.PerfEventArray || t == maps.ProgArray || t == maps.CgroupArray {
 		if err := o.m.CheckFdUpdate(key, flags); err != nil {
 			return Result{}, errnoOrEINVAL(err)
 		}
@@ -476,9 +478,12 @@ func (s *Server) mapUpdate(c *call) (Result, error) {
 	return Result{}, errnoOrEINVAL(o.m.Update(key, value, flags))
 }
 
-// fdArrayRef translates the fd a caller stores in a PROG_ARRAY or PERF_EVENT_ARRAY into the id
-// the map keeps.
+// fdArrayRef translates the fd a caller stores in a PROG_ARRAY, PERF_EVENT_ARRAY or
+// CGROUP_ARRAY into the id the map keeps.
 func (s *Server) fdArrayRef(c *call, t maps.Type, fd int32) (uint32, error) {
+	if t == maps.CgroupArray {
+		return cgroupRef(c.p, fd)
+	}
 	obj, err := s.objs.lookupFD(c.p, fd)
 	if err != nil {
 		return 0, err
@@ -631,4 +636,19 @@ func le32At(b []byte) uint32 {
 
 func putLE32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+
+// cgroupRef is what a CGROUP_ARRAY keeps of the caller's fd: the low 32 bits of the cgroup's id
+// (its directory's inode on cgroup2), EBADF when the fd is not a cgroup2 directory.
+func cgroupRef(p Process, fd int32) (uint32, error) {
+	if fd < 0 {
+		return 0, syscall.EBADF
+	}
+	path := "/proc/" + strconv.Itoa(p.PID()) + "/fd/" + strconv.Itoa(int(fd))
+	var fs unix.Statfs_t
+	var st unix.Stat_t
+	if unix.Statfs(path, &fs) != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC || unix.Stat(path, &st) != nil {
+		return 0, syscall.EBADF
+	}
+	return uint32(st.Ino), nil
 }

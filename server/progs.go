@@ -222,7 +222,7 @@ func (s *Server) progLoad(c *call) (Result, error) {
 		}
 		o.maps = append(o.maps, m)
 		return program.MapInfo{ID: m.objID, Type: uint32(m.m.Type()), KeySize: m.m.KeySize(),
-			ValueSize: m.m.ValueSize(), MaxEntries: m.m.MaxEntries(), Flags: m.m.Flags()}, nil
+			ValueSize: m.m.ValueSize(), MaxEntries: m.m.MaxEntries(), Flags: m.m.Flags(), Frozen: frozenValue(m.m)}, nil
 	}
 	prog, verr := verifier.Verify(insns, opts)
 	if err := s.finishLog(c, log, plLogTrueSize); err != nil {
@@ -490,4 +490,18 @@ func possibleCPUs() int {
 		return 1
 	}
 	return n
+}
+
+// frozenValue returns the value of a frozen read-only array of one entry (libbpf's .rodata), whose
+// loads the verifier knows as constants, as the kernel's does (branches on configuration flags
+// are pruned); nil for other maps.
+func frozenValue(m *maps.Map) []byte {
+	if m.Type() != maps.Array || m.MaxEntries() != 1 || !m.Frozen() || m.Flags()&maps.FlagRdonlyProg == 0 {
+		return nil
+	}
+	v := make([]byte, m.ValueSize())
+	if m.Lookup(make([]byte, 4), v, 0) != nil {
+		return nil
+	}
+	return v
 }

@@ -324,6 +324,7 @@ static int layout(struct ebpfu_map *m)
 	}
 	case EBPFU_MAP_PROG_ARRAY:
 	case EBPFU_MAP_PERF_EVENT_ARRAY:
+	case EBPFU_MAP_CGROUP_ARRAY:
 		m->elem_size = 4;
 		m->data_size = page_round((uint64_t)m->max_entries * 4);
 		break;

@@ -9,7 +9,7 @@ import (
 // a BPF_F_MMAPABLE array's values are where the tool's mmap of offset 0 expects them. Updates
 // copy in place without a lock, as the kernel's do: a concurrent reader may see a torn value.
 //
-// Fd arrays (PROG_ARRAY, PERF_EVENT_ARRAY) keep one u32 per entry: the id of the object the
+// Fd arrays (PROG_ARRAY, PERF_EVENT_ARRAY, CGROUP_ARRAY) keep one u32 per entry: the id of the object the
 // tool's fd named (0: empty), which the server translates from and to fds.
 
 func (m *Map) arrayIndex(key []byte) uint32 { return binary.LittleEndian.Uint32(key) }

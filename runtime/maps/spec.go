@@ -60,7 +60,7 @@ func (s *Spec) Validate() error {
 	}
 	accessOK := s.Flags&(FlagRdonlyProg|FlagWronlyProg) != FlagRdonlyProg|FlagWronlyProg
 	switch s.Type {
-	case Array, PercpuArray, ProgArray, PerfEventArray:
+	case Array, PercpuArray, ProgArray, PerfEventArray, CgroupArray:
 		if s.Type.isFdArray() {
 			if s.ValueSize != 4 || s.Flags&(FlagRdonlyProg|FlagWronlyProg) != 0 {
 				return eINVAL

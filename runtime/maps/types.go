@@ -18,6 +18,7 @@ const (
 	PercpuHash     Type = 5
 	PercpuArray    Type = 6
 	StackTrace     Type = 7
+	CgroupArray    Type = 8
 	LRUHash        Type = 9
 	LRUPercpuHash  Type = 10
 	RingBuf        Type = 27
@@ -28,7 +29,7 @@ const (
 
 var typeNames = map[Type]string{
 	Hash: "hash", Array: "array", ProgArray: "prog_array", PerfEventArray: "perf_event_array",
-	PercpuHash: "percpu_hash", PercpuArray: "percpu_array", StackTrace: "stack_trace",
+	PercpuHash: "percpu_hash", PercpuArray: "percpu_array", StackTrace: "stack_trace", CgroupArray: "cgroup_array",
 	LRUHash: "lru_hash", LRUPercpuHash: "lru_percpu_hash", RingBuf: "ringbuf",
 	perfRingType: "perf_ring",
 }
@@ -52,7 +53,7 @@ func (t Type) isHash() bool {
 
 func (t Type) isLRU() bool { return t == LRUHash || t == LRUPercpuHash }
 
-func (t Type) isFdArray() bool { return t == ProgArray || t == PerfEventArray }
+func (t Type) isFdArray() bool { return t == ProgArray || t == PerfEventArray || t == CgroupArray }
 
 // Map creation flags (BPF_MAP_CREATE map_flags).
 const (
