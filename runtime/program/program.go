@@ -75,6 +75,9 @@ type Program struct {
 	Funcs   []Func
 	Maps    []MapInfo
 	CtxSize int // bytes of context r1 points to at entry (0: r1 carries no pointer)
+	// VerifiedInsns is the number of instructions the verifier processed (the kernel's
+	// verified_insns).
+	VerifiedInsns int
 	// Helpers lists the helper numbers the program calls (sorted, each once), so an embedder can
 	// refuse a program that calls one it cannot run.
 	Helpers []int32

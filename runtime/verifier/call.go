@@ -250,7 +250,7 @@ func (v *verifier) checkArg(st *state, pc int, regno uint8, kind helper.ArgKind,
 		} else if r.kind == ptrToStack && r.s.isConst() && size <= 8 {
 			o := r.off + int64(r.s.value())
 			if o >= -isa.StackSize && o+size <= 0 {
-				meta.constKey, meta.isConstKey = spilledConst(st.frames[r.frame], o, int(size))
+				meta.constKey, meta.isConstKey = constKey(st.frames[r.frame], o, int(size))
 			}
 		}
 		return v.checkHelperMem(st, pc, regno, r, size, kind == helper.ArgPtrToUninitMapValue)

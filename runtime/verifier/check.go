@@ -107,6 +107,7 @@ func (v *verifier) run() (*program.Program, error) {
 	for k := range v.prog.Funcs {
 		v.prog.Funcs[k].StackDepth = (v.maxDepths[k] + 7) &^ 7
 	}
+	v.prog.VerifiedInsns = v.processed
 	for id := range v.called {
 		v.prog.Helpers = append(v.prog.Helpers, id)
 	}
@@ -161,7 +162,7 @@ func (v *verifier) initialState() *state {
 func (v *verifier) analyze() error {
 	st := v.initialState()
 	v.tracef("0: %s\n", stateString(st))
-	v.pending = append(v.pending, job{st: st, pc: 0})
+	v.pending = append(v.pending, job{st: st, pc: 0, logPos: v.trace.Len()})
 	for len(v.pending) > 0 {
 		j := v.pending[len(v.pending)-1]
 		v.pending = v.pending[:len(v.pending)-1]

@@ -337,9 +337,20 @@ func stackRead(f *frameState, lo int64, size int) (reg, error) {
 	return unknownSized(size), nil
 }
 
-// spilledConst returns the number spilled at lo with exactly size bytes, as the kernel's
-// get_constant_map_key requires of a constant map key.
-func spilledConst(f *frameState, lo int64, size int) (uint64, bool) {
+// constKey returns the map key of size bytes at stack offset lo when the kernel's
+// get_constant_map_key knows it: zero bytes from lo to the end of its slot, or a number spilled
+// at lo with exactly size bytes.
+func constKey(f *frameState, lo int64, size int) (uint64, bool) {
+	zero := 0
+	for o := lo; o < (lo&^7)+8; o++ {
+		if t, _ := f.byteType(o); t != stZero {
+			break
+		}
+		zero++
+	}
+	if zero >= size {
+		return 0, true
+	}
 	t, s := f.byteType(lo)
 	if t != stSpill || byteIndex(lo) != 0 || int(s.size) != size || !s.spilled.isScalar() || !s.spilled.s.isConst() {
 		return 0, false

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bytes"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -139,6 +140,48 @@ func TestRefusalsMatchKernel(t *testing.T) {
 				t.Errorf("message: ours %q, kernel %q", got, want)
 			}
 		})
+	}
+}
+
+// TestConstantArrayKeys checks that an array lookup with a known in-bounds key is not NULL, as
+// Linux 6.18 decides, whether the key was spilled as a number or written as zero bytes.
+func TestConstantArrayKeys(t *testing.T) {
+	k := newKernel(t)
+	array := k.createMap(mapTypeArray, 4, 8, 4, 0)
+	deref := prog(movr(2, 10), alu(isa.ALUAdd, 2, -4), lddw(1, isa.PseudoMapFD, uint64(array)), call(1),
+		ldx(isa.SizeDW, 0, 0, 0), exit())
+	for _, c := range []struct {
+		name  string
+		key   []isa.Instruction
+		wants bool // the kernel accepts
+	}{
+		{"zero bytes", prog(st(isa.SizeW, 10, -4, 0)), true},
+		{"zero bytes from a register", prog(mov(1, 0), stx(isa.SizeW, 10, 1, -4)), true},
+		{"out of bounds", prog(mov(1, 0), stx(isa.SizeDW, 10, 1, -8), st(isa.SizeW, 10, -4, 9)), false},
+		{"unknown key", prog(call(int32(helper.GetPrandomU32)), stx(isa.SizeW, 10, 0, -4)), false},
+	} {
+		insns := prog(c.key, deref)
+		_, kerr := k.load(program.Kprobe, insns, true)
+		if (kerr == 0) != c.wants {
+			t.Fatalf("%s: the kernel answers %v; the case is wrong", c.name, kerr)
+		}
+		_, err := Verify(insns, &Options{Type: program.Kprobe, Helpers: tracingHelpers(t), GPL: true, Maps: k.resolve})
+		if (err == nil) != c.wants {
+			t.Errorf("%s: ours %v, the kernel %v", c.name, err, kerr)
+		}
+	}
+}
+
+// TestLogStartsWithTheEntryState checks the first line of a refusal's log, which tools print.
+func TestLogStartsWithTheEntryState(t *testing.T) {
+	var log bytes.Buffer
+	_, err := Verify(prog(call(1), exit()), &Options{Type: program.Kprobe, Helpers: tracingHelpers(t), Log: &log, LogLevel: 1})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	want := "0: R1=ctx() R10=fp0\n0: (85) call bpf_map_lookup_elem#1\nR1 type=ctx expected=map_ptr\n"
+	if got := log.String(); !strings.HasPrefix(got, want) {
+		t.Errorf("log:\n%s\nwant it to start with:\n%s", got, want)
 	}
 }
 
