@@ -66,7 +66,7 @@ func TestKernelProbesRefused(t *testing.T) {
 	}{
 		{[]string{"opensnoop"}, "tracepoint syscalls:sys_enter_openat: kernel tracepoints are not supported", "failed to attach BPF programs"},
 		{[]string{"mountsnoop"}, "tracepoint syscalls:sys_enter_mount: kernel tracepoints are not supported", "failed to attach BPF programs"},
-		{[]string{"execsnoop"}, "cgroup_array maps are not supported yet", "failed to load BPF object"},
+		{[]string{"execsnoop"}, "tracepoint syscalls:sys_enter_execve: kernel tracepoints are not supported", "failed to attach BPF programs"},
 		{[]string{"bpftrace", "-e", `tracepoint:syscalls:sys_enter_openat { printf("%s\n", str(args->filename)); }`},
 			"tracepoint syscalls:sys_enter_openat: kernel tracepoints are not supported", "ERROR: Error attaching probe: tracepoint:syscalls:sys_enter_openat"},
 		{[]string{"bpftrace", "-e", `tracepoint:sched:sched_process_exec { @[comm] = count(); }`},

@@ -136,7 +136,7 @@ func (s *Server) loadSavedProg(id uint32, home *os.File, path string) (*progObj,
 			}
 			m := o.maps[ref]
 			return program.MapInfo{ID: m.objID, Type: uint32(m.m.Type()), KeySize: m.m.KeySize(),
-				ValueSize: m.m.ValueSize(), MaxEntries: m.m.MaxEntries(), Flags: m.m.Flags()}, nil
+				ValueSize: m.m.ValueSize(), MaxEntries: m.m.MaxEntries(), Flags: m.m.Flags(), Frozen: frozenValue(m.m)}, nil
 		},
 	}
 	prog, err := verifier.Verify(insns, opts)

@@ -48,7 +48,15 @@ func (o *progObj) fdinfo() string {
 		jited = 1
 	}
 	return fmt.Sprintf("prog_type:\t%d\nprog_jited:\t%d\nprog_tag:\t%x\nmemlock:\t%d\nprog_id:\t%d\nrun_time_ns:\t%d\nrun_cnt:\t%d\nrecursion_misses:\t0\nverified_insns:\t%d\n",
-		o.typ, jited, o.tag, progMemlock(len(o.insns)), o.objID, o.runTimeNs, o.runCnt, len(o.insns))
+		o.typ, jited, o.tag, progMemlock(len(o.insns)), o.objID, o.runTimeNs, o.runCnt, o.verifiedInsns())
+}
+
+// verifiedInsns is the kernel's verified_insns: the instructions the verifier processed.
+func (o *progObj) verifiedInsns() int {
+	if o.prog == nil {
+		return len(o.insns)
+	}
+	return o.prog.VerifiedInsns
 }
 
 // progMemlock is the kernel's memlock of a program of n instructions: struct bpf_prog and its
@@ -412,7 +420,7 @@ func (s *Server) progGetInfo(c *call, o *progObj, infoLen uint32, uinfo uint64) 
 		}
 		*rec.size = rec.want
 	}
-	info.RunTimeNs, info.RunCnt, info.VerifiedInsns = o.runTimeNs, o.runCnt, uint32(len(o.insns))
+	info.RunTimeNs, info.RunCnt, info.VerifiedInsns = o.runTimeNs, o.runCnt, uint32(o.verifiedInsns())
 	if o.btf != nil {
 		info.BTFID = o.btf.objID
 	}
