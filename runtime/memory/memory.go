@@ -74,7 +74,10 @@ func (rs *Regions) Check(addr, size uint64, write bool) bool {
 }
 
 // Bytes returns the size bytes at addr as a slice, or false when they are not inside one region
-// (writable when write is set). The slice aliases the program's memory.
+// (writable when write is set). The slice aliases the program's memory. (go:nocheckptr: the
+// address is a number, which the race detector's pointer checks would refuse.)
+//
+//go:nocheckptr
 func (rs *Regions) Bytes(addr, size uint64, write bool) ([]byte, bool) {
 	if size == 0 {
 		return nil, true
