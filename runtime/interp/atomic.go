@@ -10,6 +10,8 @@ import (
 // atomic runs an STX|ATOMIC instruction. Its imm holds the atomic operation in the low 32 bits,
 // the opcode in the next 8 and atomicChecked when the access must be checked.
 // A failure is also left in m.err.
+//
+//go:nocheckptr
 func (m *Machine) atomic(in *insn, env *helper.Env, pc int) (err error) {
 	defer func() { m.err = err }()
 	r := &m.regs
@@ -21,12 +23,12 @@ func (m *Machine) atomic(in *insn, env *helper.Env, pc int) (err error) {
 	} else {
 		addr = r[in.dst] + uint64(int64(in.off))
 	}
-	if addr&(size-1) != 0 {
-		return fault(pc, "misaligned atomic access of %d bytes at %#x", size, addr)
-	}
 	write := aop != isa.AtomicLoadAcq
 	if in.imm&atomicChecked != 0 && addr-m.lo > m.span-size && !env.Mem.Check(addr, size, write) {
 		return memFault(pc, addr, size, write, env)
+	}
+	if addr&(size-1) != 0 {
+		return fault(pc, "misaligned atomic access of %d bytes at %#x", size, addr)
 	}
 	p := at(addr)
 	switch aop {

@@ -20,6 +20,8 @@ const unlimited = int64(1) << 62
 // its target to itself); a run whose charges exceed env.Budget stops. Every unbounded execution
 // goes through backward jumps (recursion is bounded by the call depth), so this bounds the run
 // at a cost paid only on back-edges.
+//
+//go:nocheckptr
 func (m *Machine) exec(c *Code, env *helper.Env) (uint64, error) {
 	// Only ip is carried from one instruction to the next in a register: the rest of the run's
 	// state (call depth, live stack, budget) lives in m, and the rare cases that call functions

@@ -109,5 +109,9 @@ func (m *Machine) RunCode(c *Code, env *helper.Env, args [5]uint64) (uint64, err
 	return m.exec(c, env)
 }
 
-// at returns a pointer to memory at a host address.
+// at returns a pointer to memory at a host address. The functions that use it are marked
+// go:nocheckptr: eBPF memory is addressed by number, which the race detector's pointer checks
+// (checkptr) refuse.
+//
+//go:nocheckptr
 func at(addr uint64) unsafe.Pointer { return unsafe.Pointer(uintptr(addr)) }
