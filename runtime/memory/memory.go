@@ -105,10 +105,22 @@ func (rs *Regions) String() string {
 	return s + "]"
 }
 
-// Addr returns the address of the first element of b (0 for an empty slice).
+// escapeSink and neverTrue exist for escape analysis alone: Addr's assignment of its argument
+// to a global makes every slice passed to it live on the heap. neverTrue is never set.
+var (
+	escapeSink []byte
+	neverTrue  bool
+)
+
+// Addr returns the address of the first element of b (0 for an empty slice). Passing b here
+// makes it escape to the heap in the caller (Go moves goroutine stacks, so a program must never
+// address stack memory of Go by number).
 func Addr(b []byte) uint64 {
 	if len(b) == 0 {
 		return 0
+	}
+	if neverTrue {
+		escapeSink = b
 	}
 	return uint64(uintptr(unsafe.Pointer(&b[0])))
 }

@@ -66,3 +66,28 @@ func TestRegionsBytes(t *testing.T) {
 		t.Error("Bytes past the region succeeded")
 	}
 }
+
+// TestAddrEscapes checks that a slice whose address is taken lives on the heap: after the
+// goroutine's stack grows (and moves), the address still names the same bytes.
+func TestAddrEscapes(t *testing.T) {
+	buf := make([]byte, 16) // small enough to live on the stack if it did not escape
+	buf[0] = 42
+	addr := Addr(buf)
+	grow(200)
+	var rs Regions
+	rs.Add(addr, 16, false)
+	b, ok := rs.Bytes(addr, 1, false)
+	if !ok || b[0] != 42 || Addr(buf) != addr {
+		t.Fatalf("the slice moved: %#x then %#x", addr, Addr(buf))
+	}
+}
+
+// grow deepens the stack enough to make the runtime copy it.
+func grow(n int) byte {
+	var pad [256]byte
+	pad[n%256] = byte(n)
+	if n == 0 {
+		return pad[0]
+	}
+	return grow(n-1) + pad[n%256]
+}

@@ -413,6 +413,9 @@ func (v *verifier) checkAtomic(st *state, pc int, in isa.Instruction) error {
 		return refuse(syscall.EACCES, "BPF_ATOMIC stores into R%d %s is not allowed", in.Dst(), dst.typeName())
 	}
 	a := access{pc: pc, regno: in.Dst(), off: int64(in.Off), size: size, kind: " read from"}
+	if err := checkAtomicAlign(dst, a); err != nil {
+		return err
+	}
 	if _, err := v.checkMem(st, a, dst, nil); err != nil {
 		return err
 	}

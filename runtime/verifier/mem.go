@@ -254,6 +254,29 @@ func checkStackAlign(r *reg, a access) error {
 	return nil
 }
 
+// checkAtomicAlign enforces the alignment the kernel's check_atomic demands of every atomic
+// access, whatever the program type (program.Raw allows other accesses to be misaligned). An
+// offset that comes from widening is left to the executors, which stop a misaligned atomic.
+func checkAtomicAlign(r *reg, a access) error {
+	if r.imprecise {
+		return nil
+	}
+	t := r.s.t.add(tnumConst(uint64(r.off + a.off)))
+	if t.value&uint64(a.size-1) == 0 && t.mask&uint64(a.size-1) == 0 {
+		return nil
+	}
+	desc := ""
+	switch r.kind {
+	case ptrToStack:
+		desc = "stack "
+	case ptrToCtx:
+		desc = "context "
+	case ptrToMapValue:
+		desc = "value "
+	}
+	return refuse(syscall.EACCES, "misaligned %saccess off %s+%d+%d size %d", desc, tnumString(r.s.t), r.off, a.off, a.size)
+}
+
 func unknownSized(size int) reg {
 	if size >= 8 {
 		return unknownReg()

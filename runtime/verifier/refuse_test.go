@@ -115,6 +115,11 @@ func TestRefusalsMatchKernel(t *testing.T) {
 		{"lookup on bad map fd", kp, prog(lddw(1, isa.PseudoMapFD, 999), mov(0, 0), exit())},
 		{"infinite loop", kp, prog(mov(0, 0), ja(-1), exit())},
 		{"GPL helper from MIT", kp, prog(call(int32(helper.ProbeReadUser)), mov(0, 0), exit())},
+		{"misaligned atomic on the stack", kp, prog(st(isa.SizeDW, 10, -8, 0), mov(1, 1),
+			isa.Make(isa.OpStxAtomW, 10, 1, -6, isa.AtomicAdd), mov(0, 0), exit())},
+		{"misaligned atomic on a map value", kp, prog(st(isa.SizeW, 10, -4, 0), movr(2, 10), alu(isa.ALUAdd, 2, -4),
+			lddw(1, isa.PseudoMapFD, uint64(array)), call(1), mov(1, 1),
+			isa.Make(isa.OpStxAtomDW, 0, 1, 4, isa.AtomicAdd), mov(0, 0), exit())},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
