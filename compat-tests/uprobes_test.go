@@ -281,3 +281,153 @@ echo end
 		}
 	}
 }
+
+// startUser starts cmd with its stdout read line by line into lines, and its stderr kept.
+func startUser(t *testing.T, cmd *exec.Cmd) (lines <-chan string, stderr *strings.Builder) {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+		close(ch)
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return ch, stderr
+}
+
+// expect waits for a line with prefix from lines and returns it.
+func expect(t *testing.T, lines <-chan string, prefix string, stderr *strings.Builder) string {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the output ended before a line %q\n%s", prefix, stderr)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no line %q within a minute\n%s", prefix, stderr)
+		}
+	}
+}
+
+// rest returns the lines left once the command ended (SIGINT, forwarded to the tool by the shim).
+func rest(t *testing.T, cmd *exec.Cmd, lines <-chan string) []string {
+	t.Helper()
+	cmd.Process.Signal(os.Interrupt)
+	var out []string
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return out
+			}
+			out = append(out, l)
+		case <-timeout:
+			t.Fatalf("no end within a minute after SIGINT; got %q", out)
+		}
+	}
+}
+
+// TestBashreadline: stock libbpf-tools bashreadline under one shim shows the commands typed into
+// an interactive bash started with `ebpfu-shim run` from another, as the kernel's shows them for
+// the same bash session as root. (The kernel's traces every bash of the machine: the lines of
+// the test's bash are compared, picked by its pid; times differ and are left out.)
+func TestBashreadline(t *testing.T) {
+	e := Stage(t, "bashreadline", "script", "stdbuf")
+	commands := []string{"echo pid $$", "echo hello world", "true one two  three", "x=5; echo $((x * 7))", "exit"}
+	session := func(tool, bash *exec.Cmd) []string {
+		lines, stderr := startUser(t, tool)
+		expect(t, lines, "TIME", stderr)
+		in, err := bash.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		bash.Stdout, bash.Stderr = &out, &out
+		if err := bash.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range commands {
+			time.Sleep(200 * time.Millisecond) // one line per readline() call
+			io.WriteString(in, c+"\n")
+		}
+		done := make(chan error, 1)
+		go func() { done <- bash.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			bash.Process.Kill()
+			t.Fatalf("the interactive bash did not exit:\n%s", out.String())
+		}
+		in.Close()
+		pid := regexp.MustCompile(`pid (\d+)`).FindStringSubmatch(out.String())
+		if pid == nil {
+			t.Fatalf("the bash session printed no pid:\n%s", out.String())
+		}
+		time.Sleep(500 * time.Millisecond) // the last events reach the tool
+		var got []string
+		line := regexp.MustCompile(`^\S+\s+(\d+)\s+(.*)$`) // TIME PID COMMAND
+		for _, l := range rest(t, tool, lines) {
+			if m := line.FindStringSubmatch(l); m != nil && m[1] == pid[1] {
+				got = append(got, m[2])
+			}
+		}
+		return got
+	}
+	bash := "/bin/bash --norc --noprofile -i"
+	// stdbuf: the tools print their first line once attached, and their stdout is a pipe here
+	k := session(exec.Command("stdbuf", "-oL", "bashreadline"), exec.Command("script", "-q", "-c", bash, "/dev/null"))
+	dir := e.runtimeDir(t)
+	s := session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "bashreadline"),
+		e.userCommand(dir, "script", "-q", "-c", e.ShimPath()+" run -- "+bash, "/dev/null"))
+	if strings.Join(k, "\n") != strings.Join(commands, "\n") {
+		t.Fatalf("the kernel's bashreadline showed %q, want %q", k, commands)
+	}
+	if strings.Join(s, "\n") != strings.Join(k, "\n") {
+		t.Errorf("bashreadline under the shim showed %q, the kernel's %q", s, k)
+	}
+}
+
+// TestFunclatency: stock libbpf-tools funclatency BINARY:FUNC under one shim counts every call of
+// a workload started with `ebpfu-shim run` from another (latencies differ from run to run; the
+// histogram's counts must add up to the calls).
+func TestFunclatency(t *testing.T) {
+	e := Stage(t, "funclatency", "gcc", "stdbuf")
+	work := workload(t, e)
+	dir := e.runtimeDir(t)
+	tool := e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "funclatency", work+":scale")
+	lines, stderr := startUser(t, tool)
+	expect(t, lines, "Tracing", stderr)
+	if r := e.AsUser(t, time.Minute, "env", "XDG_RUNTIME_DIR="+dir, e.ShimPath(), "run", "--", work, "calls"); r.Code != 0 {
+		t.Fatalf("the workload:\n%s", r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	out := rest(t, tool, lines)
+	bucket := regexp.MustCompile(`^\s*\d+ -> \d+\s*: (\d+)`)
+	total := 0
+	for _, l := range out {
+		if m := bucket.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			total += n
+		}
+	}
+	if total != 100 {
+		t.Errorf("funclatency counted %d calls of scale, want 100:\n%s\n%s", total, strings.Join(out, "\n"), stderr)
+	}
+}
