@@ -5,4 +5,5 @@ for c in clang llc bpftool bpftrace strace gcc; do
 done
 [ -f /usr/include/seccomp.h ] || { echo "missing: libseccomp-dev" >&2; exit 1; }
 [ -f /usr/include/bpf/bpf_helper_defs.h ] || { echo "missing: libbpf-dev" >&2; exit 1; }
+[ -x /usr/sbin/funclatency ] || { echo "missing: libbpf-tools" >&2; exit 1; }
 exit 0

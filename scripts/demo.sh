@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# make demo: compiles a C program with clang -target bpf, then verifies and runs it through
-# bin/ebpfu-vm with the interpreter and with the JIT, and compares with the same C built natively.
+# make demo: stock bpftrace traces a program with a uprobe and a uretprobe, run by an ordinary
+# user (no root, no CAP_BPF) under ebpfu-shim: its bpf(2) and perf_event_open(2) are answered in
+# user space, the probes are patched jumps into JIT-compiled code inside the traced process, and
+# the kernel's BPF is never used. As root, the demo runs as the system user ebpfu-demo (created
+# when missing); otherwise as the current user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-input="Hello from ebpfu: a user-space eBPF runtime"
-clang -O2 -target bpf -mcpu=v3 -c scripts/demo/fnv.c -o "$tmp/fnv.o"
-llvm-objcopy -O binary --only-section=.text "$tmp/fnv.o" "$tmp/fnv.bin" 2>/dev/null ||
-	llvm-objcopy-14 -O binary --only-section=.text "$tmp/fnv.o" "$tmp/fnv.bin"
-prog=$(od -An -v -tx1 "$tmp/fnv.bin" | tr -s ' \n' ' ')
-mem=$(printf '%s' "$input" | od -An -v -tx1 | tr -d ' \n')
-cat > "$tmp/native.c" <<C
-#include <stdio.h>
-#include <string.h>
-unsigned long long fnv(unsigned char *buf, unsigned long long len);
-int main(void) { const char *s = "$input"; printf("%llx\n", fnv((unsigned char *)s, strlen(s))); return 0; }
-C
-clang -O2 -o "$tmp/native" "$tmp/native.c" scripts/demo/fnv.c
-echo "program: FNV-1a of \"$input\" ($(($(stat -c %s "$tmp/fnv.bin") / 8)) eBPF instructions)"
-printf '  native C:        %s\n' "$("$tmp/native")"
-printf '  ebpfu-vm:        %s\n' "$(echo "$prog" | bin/ebpfu-vm "$mem")"
-printf '  ebpfu-vm --jit:  %s\n' "$(echo "$prog" | bin/ebpfu-vm "$mem" --jit 2>&1)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"
+# world-readable copies: the repository may live where the demo user cannot read
+cp bin/ebpfu-shim bin/libebpfu.so "$tmp/"
+gcc -O2 -o "$tmp/greet" scripts/demo/greet.c
+as_user=()
+if [ "$(id -u)" -eq 0 ]; then
+	id ebpfu-demo >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin ebpfu-demo
+	run=$tmp/run && mkdir -m 700 "$run" && chown ebpfu-demo: "$run"
+	as_user=(setpriv --reuid=ebpfu-demo --regid=ebpfu-demo --clear-groups --inh-caps=-all --
+		env HOME="$tmp" XDG_RUNTIME_DIR="$run")
+fi
+user=$("${as_user[@]}" id -un)
+prog='uprobe:'$tmp'/greet:greet { printf("%s called greet(\"%s\")\n", comm, str(arg0)); @calls[str(arg0)] = count(); }
+uretprobe:'$tmp'/greet:greet { @length = lhist(retval, 0, 10, 1); }'
+echo "As $user (uid $("${as_user[@]}" id -u), no capabilities), under ebpfu-shim:"
+echo "  bpftrace -e '$prog' -c $tmp/greet"
+echo
+cd "$tmp"
+# bpftrace's complaint that it cannot raise RLIMIT_MEMLOCK (it goes on without) is left out
+"${as_user[@]}" "$tmp/ebpfu-shim" bpftrace -e "$prog" -c "$tmp/greet" 2> >(grep -v "RLIMIT_MEMLOCK" >&2)
