@@ -68,6 +68,15 @@ func built(t testing.TB) string {
 	return buildDir
 }
 
+// stateParent is where test state directories go: /dev/shm when there is one, as the state
+// directory of a user without XDG_RUNTIME_DIR (a memory file system, as in use).
+func stateParent() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return ""
+}
+
 type harness struct {
 	t   testing.TB
 	dir string // the state directory
@@ -80,7 +89,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	bin := built(t)
-	dir, err := os.MkdirTemp("", "ebpfu-state-")
+	dir, err := os.MkdirTemp(stateParent(), "ebpfu-state-")
 	if err != nil {
 		t.Fatal(err)
 	}
