@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -489,6 +490,7 @@ struct applied {
 static struct applied applied[EBPFU_ATT_NSLOTS];
 static uint64_t failed[EBPFU_ATT_NSLOTS]; /* the id that failed in this process */
 static uint64_t applied_gen;
+static uint32_t rescan; /* the mappings changed (dlopen): look again at attachments not applied */
 
 /* slot_prog builds the process's record of slot i's program. */
 static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
@@ -628,7 +630,7 @@ static void sync_once(void *uctx)
 	if (!t)
 		return;
 	uint64_t gen = ld64(t, EBPFU_ATT_HDR_GEN);
-	if (gen == applied_gen)
+	if (!__atomic_exchange_n(&rescan, 0, __ATOMIC_ACQ_REL) && gen == applied_gen)
 		return;
 	uint32_t nslots = ld32(t, EBPFU_ATT_HDR_NSLOTS);
 	int changed = 0;
@@ -920,7 +922,73 @@ EXPORT int execle(const char *path, const char *arg, ...)
 	return execve(path, argv, envp);
 }
 
+/* ---- unwinding through pending return probes ----
+ *
+ * A return probe replaces a return address with the return trampoline, which has no unwind
+ * information: an unwinder walking through it would stop the program (C++ would call
+ * std::terminate). The unwinder's entry points restore the thread's original return addresses
+ * first (ebpfu_shadow_restore); the return programs of the frames involved do not run. */
+
+struct _Unwind_Exception;
+typedef int (*unwind_stop_fn)(int, int, uint64_t, struct _Unwind_Exception *, void *, void *);
+
+EXPORT int _Unwind_RaiseException(struct _Unwind_Exception *e)
+{
+	REAL(_Unwind_RaiseException);
+	if (ebpfu_tls.depth)
+		ebpfu_shadow_restore(&ebpfu_tls);
+	return real__Unwind_RaiseException(e);
+}
+
+EXPORT void _Unwind_Resume(struct _Unwind_Exception *e)
+{
+	REAL(_Unwind_Resume);
+	if (ebpfu_tls.depth)
+		ebpfu_shadow_restore(&ebpfu_tls);
+	real__Unwind_Resume(e);
+	__builtin_unreachable();
+}
+
+EXPORT int _Unwind_Resume_or_Rethrow(struct _Unwind_Exception *e)
+{
+	REAL(_Unwind_Resume_or_Rethrow);
+	if (ebpfu_tls.depth)
+		ebpfu_shadow_restore(&ebpfu_tls);
+	return real__Unwind_Resume_or_Rethrow(e);
+}
+
+EXPORT int _Unwind_ForcedUnwind(struct _Unwind_Exception *e, unwind_stop_fn stop, void *arg)
+{
+	REAL(_Unwind_ForcedUnwind);
+	if (ebpfu_tls.depth)
+		ebpfu_shadow_restore(&ebpfu_tls);
+	return real__Unwind_ForcedUnwind(e, stop, arg);
+}
+
 /* ---- process life ---- */
+
+/* ---- libraries loaded later ----
+ *
+ * The dynamic loader calls _dl_debug_state (r_debug.r_brk, where debuggers put a breakpoint)
+ * whenever its list of objects changes, and with r_state RT_CONSISTENT once a dlopen or dlclose
+ * is complete. That function is a lone ret followed by padding: the agent makes it jump to
+ * loaded(), so that attachments to a library dlopen'ed after they were made apply at once, with
+ * no audit interface and no dlopen interposed (which would change the caller dlopen sees for
+ * its $ORIGIN and RUNPATH lookups). */
+
+static void loaded(void)
+{
+	if (_r_debug.r_state != RT_CONSISTENT || ebpfu_agent.pid != (int32_t)esys0(SYS_getpid))
+		return;
+	__atomic_store_n(&rescan, 1, __ATOMIC_RELEASE);
+	ebpfu_sync(0);
+}
+
+static void hook_loader(void)
+{
+	if (_r_debug.r_brk && ebpfu_hook_return((uint64_t)_r_debug.r_brk, loaded) < 0)
+		ebpfu_log("cannot hook the dynamic loader's _dl_debug_state: dlopen'ed libraries get their probes at the next change", 0, -1);
+}
 
 static void fork_child(void)
 {
@@ -964,6 +1032,7 @@ __attribute__((constructor(101))) static void ebpfu_init(void)
 	}
 	install_doorbell();
 	pthread_atfork(0, 0, fork_child);
+	hook_loader();
 	register_self();
 	ebpfu_sync(0);
 }

@@ -157,11 +157,13 @@ struct site *ebpfu_site_find(uint64_t addr);
 struct site *ebpfu_site_next(struct site *s);
 struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why);
 int ebpfu_patch_apply(void *uctx);
+int ebpfu_hook_return(uint64_t addr, void (*fn)(void));
 
 /* run.c */
 void ebpfu_fire(struct site *s, struct ebpfu_pt_regs *regs);
 uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs);
 uint32_t ebpfu_lease(struct tstate *t);
+void ebpfu_shadow_restore(struct tstate *t);
 void ebpfu_unlease(struct tstate *t);
 
 /* entry.S */

@@ -235,6 +235,46 @@ static int patch_site(struct site *s, int on)
 	return text_write(s->addr, s->orig, 5);
 }
 
+/* ---- hooking a function that only returns ---- */
+
+/* is_filler reports whether b is a byte of the nop and int3 padding compilers put between
+ * functions (0x90, 0xcc, and the bytes of the multi-byte nops 66 2e 0f 1f 84 00 / 44 / 40 / 80). */
+static int is_filler(uint8_t b)
+{
+	return b == 0x90 || b == 0xcc || b == 0x66 || b == 0x2e || b == 0x0f || b == 0x1f || b == 0x84 ||
+	       b == 0x00 || b == 0x44 || b == 0x40 || b == 0x80;
+}
+
+/* ebpfu_hook_return makes the function at addr, whose body is one ret (after an endbr64 or
+ * not) followed by the padding up to the next 16-byte boundary, jump to fn instead, which then
+ * returns to its caller. It is done once, in the constructor, before the process has threads
+ * of its own making. Returns 0 on success. */
+int ebpfu_hook_return(uint64_t addr, void (*fn)(void))
+{
+	const uint8_t *c = (const uint8_t *)addr;
+	if (addr & 15)
+		return -1;
+	if (c[0] == 0xf3 && c[1] == 0x0f && c[2] == 0x1e && c[3] == 0xfa) /* endbr64 */
+		c += 4;
+	if (c[0] != 0xc3)
+		return -1;
+	for (int i = 1; i < 5; i++)
+		if (!is_filler(c[i]))
+			return -1;
+	if ((uint64_t)c + 5 > addr + 16) /* the jump must end inside the function's 16 bytes */
+		return -1;
+	uint8_t *b = stub_alloc((uint64_t)c);
+	if (!b)
+		return -1;
+	b[0] = 0xff; /* jmp [rip+0] */
+	b[1] = 0x25;
+	put32(b + 2, 0);
+	put64(b + 6, (uint64_t)fn);
+	uint8_t jmp[5] = {0xe9};
+	put32(jmp + 1, (uint32_t)(int32_t)(int64_t)((uint64_t)b - ((uint64_t)c + 5)));
+	return text_write((uint64_t)c, jmp, 5);
+}
+
 /* ---- stopping the world ---- */
 
 static uint32_t tids[MAX_THREADS];
@@ -253,21 +293,33 @@ static struct {
 #define FUTEX_WAIT_ 0
 #define FUTEX_WAKE_ 1
 
-/* move_ip moves an instruction pointer inside a displaced range of a site being patched in to
+/* move_in moves an instruction pointer inside the displaced range of site s to the same
+ * instruction of its relocated copy; it reports whether it did. */
+static int move_in(const struct site *s, uint64_t *ip)
+{
+	if (*ip <= s->addr || *ip >= s->addr + s->disp_len)
+		return 0;
+	for (uint32_t k = 1; k < s->nbound; k++) {
+		if (s->addr + s->bounds[k][0] == *ip) {
+			*ip = (uint64_t)s->copy + s->bounds[k][1];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* move_ip moves an instruction pointer inside the displaced range of a site being patched in,
+ * or of one patched in already (a stop signal that arrives after its round gave up waiting), to
  * the same instruction of its relocated copy. */
 static void move_ip(uint64_t *ip)
 {
-	for (uint32_t i = 0; i < stw.nplan; i++) {
-		struct site *s = stw.plan[i];
-		if (*ip <= s->addr || *ip >= s->addr + s->disp_len)
-			continue;
-		for (uint32_t k = 1; k < s->nbound; k++) {
-			if (s->addr + s->bounds[k][0] == *ip) {
-				*ip = (uint64_t)s->copy + s->bounds[k][1];
-				return;
-			}
-		}
-	}
+	for (uint32_t i = 0; i < stw.nplan; i++)
+		if (move_in(stw.plan[i], ip))
+			return;
+	uint32_t n = __atomic_load_n(&nsites, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n; i++)
+		if (__atomic_load_n(&sites[i].patched, __ATOMIC_ACQUIRE) && move_in(&sites[i], ip))
+			return;
 }
 
 static void fix_context(void *uctx)
@@ -292,6 +344,9 @@ static void futex_wait(uint32_t *w, uint32_t v, long ns)
  * to stop in. */
 void ebpfu_stop_handler(void *uctx)
 {
+	/* A signal that comes after its round gave up waiting finds its site patched in already:
+	 * the thread may have been interrupted inside the bytes the jump replaced. */
+	fix_context(uctx);
 	if (__atomic_load_n(&stw.active, __ATOMIC_ACQUIRE)) {
 		uint32_t g = __atomic_load_n(&stw.gen, __ATOMIC_ACQUIRE);
 		uint32_t tid = (uint32_t)esys0(SYS_gettid), n = __atomic_load_n(&stw.nsent, __ATOMIC_ACQUIRE);

@@ -193,6 +193,24 @@ uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs)
 	return e.ret;
 }
 
+/* ebpfu_shadow_restore puts the original return addresses of the thread's pending return
+ * probes back on its stack and forgets them (their return programs do not run): an unwinder
+ * (a C++ exception, thread cancellation) that met the return trampoline would find no unwind
+ * information for it and stop the program. */
+void ebpfu_shadow_restore(struct tstate *t)
+{
+	uint32_t busy = t->busy;
+	t->busy = 1; /* no probe of a signal handler pushes meanwhile */
+	for (uint32_t d = t->depth; d > 0; d--) {
+		struct shadow_entry *e = &t->shadow[d - 1];
+		uint64_t *slot = (uint64_t *)e->sp;
+		if (*slot == (uint64_t)ebpfu_ret_tramp)
+			*slot = e->ret;
+	}
+	__atomic_store_n(&t->depth, 0, __ATOMIC_RELEASE);
+	t->busy = busy;
+}
+
 /* ebpfu_real_return maps a return address on the stack back to the original one when it is
  * the return trampoline (stack walks show what the kernel shows). Entry i of n counted from the
  * innermost pending return. */

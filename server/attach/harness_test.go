@@ -60,7 +60,11 @@ func built(t testing.TB) string {
 			}
 		}
 		run("../../cshim/build.sh", filepath.Join(buildDir, "libebpfu.so"))
-		run("gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "work"), "testdata/work.c", "-lpthread")
+		run("gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "work"), "testdata/work.c", "-lpthread", "-ldl")
+		run("gcc", "-O2", "-g", "-shared", "-fPIC", "-o", filepath.Join(buildDir, "lib.so"), "testdata/lib.c")
+		if _, err := exec.LookPath("g++"); err == nil {
+			run("g++", "-O2", "-g", "-o", filepath.Join(buildDir, "throw"), "testdata/throw.cc")
+		}
 	})
 	if buildErr != nil {
 		t.Fatalf("building the agent and workloads: %v", buildErr)

@@ -97,6 +97,16 @@ func stopped(pid int) bool {
 	return i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
 }
 
+// dead reports whether process pid has ended (a zombie its parent has not reaped).
+func dead(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
+}
+
 // Ring tells every registered process to apply the table and waits until each has applied the
 // current generation or timeout passes, as the kernel's attach is in place when the call
 // returns. Stopped processes are not waited for; processes that did not answer in time (blocking
@@ -115,7 +125,7 @@ func (t *Table) Ring(timeout time.Duration) error {
 		next := waiting[:0]
 		for _, pid := range waiting {
 			g, ok := t.applied(pid)
-			if ok && g < gen && unix.Kill(pid, 0) == nil && !stopped(pid) {
+			if ok && g < gen && unix.Kill(pid, 0) == nil && !stopped(pid) && !dead(pid) {
 				next = append(next, pid)
 			}
 		}

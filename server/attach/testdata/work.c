@@ -20,6 +20,7 @@
  *   exit           exits with status 7
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -179,6 +180,13 @@ int main(void)
 			int st;
 			waitpid(p, &st, 0);
 			printf("done %d\n", WEXITSTATUS(st));
+		} else if (sscanf(line, "dlopen %3999s %ld", s, &n) == 2) {
+			void *h = dlopen(s, RTLD_NOW);
+			long (*f)(long, long) = h ? (long (*)(long, long))dlsym(h, "lib_probed") : 0;
+			long sum = 0;
+			for (long i = 0; f && i < n; i++)
+				sum += f(i, 2);
+			printf("%ld\n", f ? sum : -1L);
 		} else if (sscanf(line, "str %3999s", s) == 1) {
 			printf("%ld\n", probed_str(s, 0));
 		} else if (sscanf(line, "deep %ld", &n) == 1) {
