@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bufio"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -430,4 +431,119 @@ func TestFunclatency(t *testing.T) {
 	if total != 100 {
 		t.Errorf("funclatency counted %d calls of scale, want 100:\n%s\n%s", total, strings.Join(out, "\n"), stderr)
 	}
+}
+
+// codeAt reads n bytes of process pid at file offset off of the executable at path.
+func codeAt(t *testing.T, pid int, path string, off uint64, n int) []byte {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		var lo, hi, foff uint64
+		var perms, dev, ino, file string
+		if c, _ := fmt.Sscanf(line, "%x-%x %s %x %s %s %s", &lo, &hi, &perms, &foff, &dev, &ino, &file); c != 7 || file != path {
+			continue
+		}
+		if off >= foff && off < foff+hi-lo {
+			mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mem.Close()
+			b := make([]byte, n)
+			if _, err := mem.ReadAt(b, int64(lo+off-foff)); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatalf("%s is not mapped in process %d", path, pid)
+	return nil
+}
+
+// symbolOffset returns the file offset of function sym of the ELF file at path.
+func symbolOffset(t *testing.T, path, sym string) uint64 {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syms, _ := f.Symbols()
+	for _, s := range syms {
+		if s.Name != sym || elf.ST_TYPE(s.Info) != elf.STT_FUNC {
+			continue
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Filesz {
+				return s.Value - p.Vaddr + p.Off
+			}
+		}
+	}
+	t.Fatalf("%s: no function %s", path, sym)
+	return 0
+}
+
+// TestUprobeAttachDetach: a static cilium/ebpf loader under one shim attaches a counting uprobe to
+// a function that four threads of a running workload (started with `ebpfu-shim run` from
+// another shim) call in a loop, and detaches it, 100 times: every round counts hits, as on the
+// kernel, the workload lives on, and its code is then byte for byte the file's.
+func TestUprobeAttachDetach(t *testing.T) {
+	e := Stage(t, "gcc", "file")
+	work := workload(t, e)
+	bin := filepath.Join(e.Dir, "uprobeloop")
+	build := exec.Command("go", "build", "-o", bin, "./compat-tests/testdata/uprobeloop")
+	build.Dir = repoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building uprobeloop: %v\n%s", err, out)
+	}
+	off := symbolOffset(t, work, "hit")
+	orig, err := os.ReadFile(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := func(workload *exec.Cmd, loader func() Result) Result {
+		t.Helper()
+		in, err := workload.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		workload.Stderr = os.Stderr
+		if err := workload.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { in.Close(); workload.Wait() }()
+		// the workload's own process (setpriv, env and ebpfu-shim run exec or fork it)
+		pid := 0
+		for i := 0; pid == 0 && i < 1000; i++ {
+			out, _ := exec.Command("pgrep", "-f", "-x", work+" loop").Output()
+			if f := strings.Fields(string(out)); len(f) == 1 {
+				pid, _ = strconv.Atoi(f[0])
+			} else {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if pid == 0 {
+			t.Fatal("the workload did not start")
+		}
+		r := loader()
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
+			t.Fatalf("the workload died:\n%s", r)
+		}
+		if now := codeAt(t, pid, work, off, 16); string(now) != string(orig[off:off+16]) {
+			t.Errorf("the code of hit after the last detach is % x, the file's % x", now, orig[off:off+16])
+		}
+		return r
+	}
+	k := loop(exec.Command(work, "loop"), func() Result { return e.Kernel(t, 2*time.Minute, bin, work, "hit", "100") })
+	dir := e.runtimeDir(t)
+	s := loop(e.userCommand(dir, e.ShimPath(), "run", "--", work, "loop"),
+		func() Result { return e.shimIn(t, dir, 2*time.Minute, bin, work, "hit", "100") })
+	if k.Code != 0 || k.Stdout != "100 of 100 rounds counted hits\n" {
+		t.Fatalf("uprobeloop on the kernel:\n%s", k)
+	}
+	same(t, "100 attaches and detaches", k, s)
 }
