@@ -381,13 +381,28 @@ func TestBashreadline(t *testing.T) {
 		if pid == nil {
 			t.Fatalf("the bash session printed no pid:\n%s", out.String())
 		}
-		time.Sleep(500 * time.Millisecond) // the last events reach the tool
 		var got []string
 		line := regexp.MustCompile(`^\S+\s+(\d+)\s+(.*)$`) // TIME PID COMMAND
-		for _, l := range rest(t, tool, lines) {
+		keep := func(l string) {
 			if m := line.FindStringSubmatch(l); m != nil && m[1] == pid[1] {
 				got = append(got, m[2])
 			}
+		}
+		// the events of the last commands may still be on their way to the tool
+		for timeout := time.After(30 * time.Second); len(got) < len(commands); {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					return got
+				}
+				keep(l)
+				continue
+			case <-timeout:
+			}
+			break
+		}
+		for _, l := range rest(t, tool, lines) {
+			keep(l)
 		}
 		return got
 	}
