@@ -11,7 +11,7 @@
 
 #include "agent.h"
 
-#define NOBJ 512
+#define NOBJ 4096 /* objects a process maps in its life (none is unmapped yet) */
 
 static struct obj objs[NOBJ];
 
