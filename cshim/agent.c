@@ -515,6 +515,7 @@ static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
 	p->maps = (uint64_t *)(p + 1);
 	p->map_values = p->maps + nmaps + 1;
 	p->entry = (ebpfu_entry_fn)(code->base + entry);
+	p->code = code;
 	p->attach_id = ld64(s, EBPFU_SLOT_ID);
 	p->cookie = ld64(s, EBPFU_SLOT_COOKIE);
 	p->slot = i;
@@ -667,6 +668,13 @@ static void sync_once(void *uctx)
 		if (missing)
 			ebpfu_log("threads that could not be stopped while patching:", 0, missing);
 	}
+	/* the objects of programs no longer applied are unmapped once no run uses them */
+	static const struct prog *live[EBPFU_ATT_NSLOTS];
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < EBPFU_ATT_NSLOTS; i++)
+		if (applied[i].id)
+			live[n++] = applied[i].prog;
+	ebpfu_reclaim(live, n);
 	applied_gen = gen;
 }
 
@@ -997,6 +1005,7 @@ static void fork_child(void)
 	sync_lock = 0;
 	sync_pending = 0;
 	ebpfu_patch_forget();
+	ebpfu_runners_forget();
 	register_self();
 	/* a server that changed the table before this registration was visible did not ring here */
 	ebpfu_sync(0);

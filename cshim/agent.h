@@ -49,16 +49,20 @@ _Static_assert(sizeof(struct ebpfu_ctx) <= EBPFU_BLOCK_SIZE, "block");
 
 /* An object of the table mapped into this process. */
 struct obj {
-	uint32_t id;    /* 0: free entry */
+	uint32_t id;    /* 0: never used, EBPFU_OBJ_FREE: free again */
 	uint32_t kind;
 	uint8_t *base;
 	uint64_t size;
 	struct ebpfu_map map; /* maps and rings: opened */
+	uint32_t retiring;    /* no program uses it any more: unmapped after a grace period */
+	uint32_t mark;        /* reclaim.c's */
 };
+#define EBPFU_OBJ_FREE 0xfffffffeu
 
 /* A program as attached in this process: its code and what its block needs. */
 struct prog {
 	ebpfu_entry_fn entry;
+	struct obj *code;
 	uint64_t attach_id;
 	uint64_t cookie;
 	uint32_t slot;
@@ -123,6 +127,8 @@ struct tstate {
 	uint32_t depth;
 	struct shadow_entry shadow[EBPFU_SHADOW_DEPTH];
 	long table_fd; /* the table, open while this thread syncs (+1; 0 when not) */
+	uint32_t rseq;   /* odd while the thread runs programs (reclaim.c) */
+	uint64_t runner; /* fork generation + 1 in which the thread registered as a runner */
 };
 
 extern __thread struct tstate ebpfu_tls __attribute__((tls_model("initial-exec")));
@@ -150,7 +156,13 @@ int ebpfu_table_read(uint64_t off, void *buf, uint64_t n);
 
 /* objects.c */
 struct obj *ebpfu_obj_get(uint32_t kind, uint32_t id);
+struct obj *ebpfu_obj_at(uint32_t i); /* entry i, or 0 past the last used one */
 void *ebpfu_bump(uint64_t size);
+
+/* reclaim.c */
+void ebpfu_runner(struct tstate *t);
+void ebpfu_reclaim(const struct prog *const *live, uint32_t n);
+void ebpfu_runners_forget(void);
 
 /* patch.c */
 struct site *ebpfu_site_find(uint64_t addr);

@@ -9,5 +9,5 @@ dir=$(dirname "$0")
 exec ${CC:-gcc} -std=gnu99 -O2 -g -Wall -Wextra -Werror -fPIC -shared \
 	-mgeneral-regs-only -ffreestanding -fno-tree-loop-distribute-patterns \
 	-fno-stack-protector -fvisibility=hidden -Wl,-z,now -Wl,-z,noexecstack \
-	-o "$out" "$dir"/agent.c "$dir"/patch.c "$dir"/run.c "$dir"/helpers.c "$dir"/objects.c \
+	-o "$out" "$dir"/agent.c "$dir"/patch.c "$dir"/run.c "$dir"/helpers.c "$dir"/objects.c "$dir"/reclaim.c \
 	"$dir"/entry.S "$dir"/maps/maps.c

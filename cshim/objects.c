@@ -101,7 +101,7 @@ struct obj *ebpfu_obj_get(uint32_t kind, uint32_t id)
 		return 0;
 	for (int i = 0; i < NOBJ; i++) {
 		uint32_t have = __atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE);
-		if (have == id && objs[i].kind == kind)
+		if (have == id && objs[i].kind == kind && !__atomic_load_n(&objs[i].retiring, __ATOMIC_ACQUIRE))
 			return &objs[i];
 		if (have == 0)
 			break;
@@ -114,23 +114,32 @@ struct obj *ebpfu_obj_get(uint32_t kind, uint32_t id)
 	if (obj_map(e, id, &tmp) < 0)
 		return 0;
 	for (int i = 0; i < NOBJ; i++) {
-		uint32_t zero = 0;
-		if (__atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE) == id && objs[i].kind == kind) { /* mapped meanwhile */
-			esys2(SYS_munmap, tmp.base, tmp.size);
+		uint32_t have = __atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE);
+		if (have == id && objs[i].kind == kind && !__atomic_load_n(&objs[i].retiring, __ATOMIC_ACQUIRE)) {
+			esys2(SYS_munmap, tmp.base, tmp.size); /* mapped meanwhile */
 			return &objs[i];
 		}
-		if (__atomic_compare_exchange_n(&objs[i].id, &zero, 0x80000000u | id, 0, __ATOMIC_ACQ_REL,
+		if ((have == 0 || have == EBPFU_OBJ_FREE) &&
+		    __atomic_compare_exchange_n(&objs[i].id, &have, 0x80000000u | id, 0, __ATOMIC_ACQ_REL,
 						__ATOMIC_RELAXED)) {
 			objs[i].kind = tmp.kind; /* == kind: obj_map checked it */
 			objs[i].base = tmp.base;
 			objs[i].size = tmp.size;
 			objs[i].map = tmp.map;
+			objs[i].retiring = 0;
 			__atomic_store_n(&objs[i].id, id, __ATOMIC_RELEASE);
 			return &objs[i];
 		}
 	}
 	esys2(SYS_munmap, tmp.base, tmp.size);
 	return 0;
+}
+
+struct obj *ebpfu_obj_at(uint32_t i)
+{
+	if (i >= NOBJ || __atomic_load_n(&objs[i].id, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	return &objs[i];
 }
 
 /* ---- the agent's own records: a bump allocator over anonymous memory (syncs only) ---- */

@@ -105,6 +105,14 @@ static void run_list(struct tstate *t, const struct proglist *pl, struct ebpfu_p
 }
 
 /* onaltstack reports whether sp lies on the thread's signal stack. */
+/* leave ends the thread's run. */
+static void leave(struct tstate *t)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->rseq, t->rseq + 1, __ATOMIC_RELEASE);
+	t->busy = 0;
+}
+
 static int onaltstack(uint64_t sp)
 {
 	stack_t ss;
@@ -120,8 +128,14 @@ static int onaltstack(uint64_t sp)
 static int enter(struct tstate *t, struct ebpfu_pt_regs *regs)
 {
 	if (__builtin_expect(t->busy == 0, 1)) {
+		if (__builtin_expect(t->runner != ebpfu_agent.fork_gen + 1, 0))
+			ebpfu_runner(t);
 		t->regs = regs;
 		t->busy = 1;
+		/* odd while the thread runs programs: their objects are not unmapped meanwhile
+		 * (reclaim.c's membarrier orders this store before the loads that follow) */
+		__atomic_store_n(&t->rseq, t->rseq + 1, __ATOMIC_RELAXED);
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		return 1;
 	}
 	uint64_t old = (uint64_t)t->regs, now = (uint64_t)regs;
@@ -160,7 +174,7 @@ void ebpfu_fire(struct site *s, struct ebpfu_pt_regs *regs)
 			__atomic_add_fetch(&s->missed, 1, __ATOMIC_RELAXED);
 		}
 	}
-	t->busy = 0;
+	leave(t);
 }
 
 static void lost_return(void)
@@ -183,12 +197,14 @@ uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs)
 	struct shadow_entry e = t->shadow[t->depth - 1];
 	__atomic_store_n(&t->depth, t->depth - 1, __ATOMIC_RELEASE);
 	regs->ip = e.ret;
-	struct proglist *rl = __atomic_load_n(&e.site->ret, __ATOMIC_ACQUIRE);
-	if (rl && rl->n && enter(t, regs)) {
-		t->ret_addr = e.site->addr;
-		run_list(t, rl, regs);
-		t->ret_addr = 0;
-		t->busy = 0;
+	if (enter(t, regs)) { /* before the list is loaded: its programs' objects stay mapped */
+		struct proglist *rl = __atomic_load_n(&e.site->ret, __ATOMIC_ACQUIRE);
+		if (rl && rl->n) {
+			t->ret_addr = e.site->addr;
+			run_list(t, rl, regs);
+			t->ret_addr = 0;
+		}
+		leave(t);
 	}
 	return e.ret;
 }

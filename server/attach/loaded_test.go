@@ -2,6 +2,7 @@ package attach
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,5 +85,51 @@ func TestExceptions(t *testing.T) {
 	// middle and thrower return normally for even numbers only
 	if n := rm.sum(t, 0); n != 300 {
 		t.Errorf("normal returns of middle and thrower = %d, want 300", n)
+	}
+}
+
+// mappedObjects counts the objects of the table mapped in process pid: code (memfds named
+// ebpfu-code) and the harness's maps and rings (other memfds).
+func mappedObjects(t *testing.T, pid int) (code, other int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.Contains(line, "memfd:ebpfu-code"):
+			code++
+		case strings.Contains(line, "memfd:"):
+			other++
+		}
+	}
+	return code, other
+}
+
+// TestObjectsReleased: the code and maps of detached programs are unmapped from a traced
+// process once no thread runs them, so a long-lived process does not collect every tool
+// session's objects.
+func TestObjectsReleased(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	w.do("hammer 2") // threads calling probed meanwhile
+	for i := range 30 {
+		l, m := h.countProg()
+		id := h.attach(work, "probed", l, false)
+		w.do("call 10 0 0")
+		if n := m.sum(t, 0); n < 10 {
+			t.Fatalf("round %d: count %d, want at least 10", i, n)
+		}
+		h.detach(id)
+	}
+	w.do("stop")
+	// the last batch goes at the next sync, once the threads' last runs are over
+	l, _ := h.countProg()
+	h.detach(h.attach(work, "probed", l, false))
+	code, other := mappedObjects(t, w.pid)
+	if code > 2 || other > 4 {
+		t.Errorf("%d code objects and %d other objects still mapped after 31 sessions", code, other)
 	}
 }
