@@ -3,6 +3,7 @@ package compat
 import (
 	"bufio"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -571,4 +572,65 @@ func TestUprobeAttachDetach(t *testing.T) {
 		t.Fatalf("uprobeloop on the kernel:\n%s", k)
 	}
 	same(t, "100 attaches and detaches", k, s)
+}
+
+// TestBpftoolPerfLinks: while funclatency runs under one shim, bpftool under another lists its
+// two perf links (entry and return probe) with their programs, as bpftool lists them on the
+// kernel while funclatency runs there.
+func TestBpftoolPerfLinks(t *testing.T) {
+	e := Stage(t, "funclatency", "bpftool", "gcc", "stdbuf")
+	work := workload(t, e)
+	type link struct {
+		ID     int    `json:"id"`
+		Type   string `json:"type"`
+		ProgID int    `json:"prog_id"`
+	}
+	// funclatency's links: perf links whose programs are its dummy_kprobe and dummy_kretprobe
+	links := func(bpftool func(args ...string) Result) []string {
+		r := bpftool("-j", "link", "list")
+		var ls []link
+		if err := json.Unmarshal([]byte(r.Stdout), &ls); err != nil {
+			t.Fatalf("bpftool link list: %v\n%s", err, r)
+		}
+		var out []string
+		for _, l := range ls {
+			if l.Type != "perf_event" {
+				continue
+			}
+			p := bpftool("-j", "prog", "show", "id", strconv.Itoa(l.ProgID))
+			var prog struct {
+				Name string `json:"name"`
+				Type string `json:"type"`
+			}
+			if json.Unmarshal([]byte(p.Stdout), &prog) == nil && strings.HasPrefix(prog.Name, "dummy_k") {
+				out = append(out, l.Type+" "+prog.Type+" "+prog.Name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	session := func(tool *exec.Cmd, bpftool func(args ...string) Result) []string {
+		lines, stderr := startUser(t, tool)
+		expect(t, lines, "Tracing", stderr)
+		got := links(bpftool)
+		rest(t, tool, lines)
+		return got
+	}
+	k := session(exec.Command("stdbuf", "-oL", "funclatency", work+":scale"),
+		func(args ...string) Result { return e.Kernel(t, time.Minute, append([]string{"bpftool"}, args...)...) })
+	dir := e.runtimeDir(t)
+	s := session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "funclatency", work+":scale"),
+		func(args ...string) Result {
+			r := e.shimIn(t, dir, time.Minute, append([]string{"bpftool"}, args...)...)
+			if r.Stderr != "" {
+				t.Errorf("bpftool %s under the shim:\n%s", strings.Join(args, " "), r.Stderr)
+			}
+			return r
+		})
+	if want := []string{"perf_event kprobe dummy_kprobe", "perf_event kprobe dummy_kretprobe"}; strings.Join(k, ",") != strings.Join(want, ",") {
+		t.Fatalf("bpftool on the kernel listed %q, want %q", k, want)
+	}
+	if strings.Join(s, ",") != strings.Join(k, ",") {
+		t.Errorf("bpftool under the shim listed %q, on the kernel %q", s, k)
+	}
 }

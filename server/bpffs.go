@@ -197,6 +197,8 @@ func (s *Server) reopen(kind Kind, id uint32, m, path string) (object, error) {
 		return s.reopenProg(id, m)
 	case KindBTF:
 		return s.reopenBTF(id, m)
+	case KindLink:
+		return s.reopenLink(id, m)
 	}
 	s.logf("bpf(BPF_OBJ_GET) %s: reopening a pinned %s from another shim is not supported yet", path, kind)
 	return nil, syscall.ENOENT

@@ -27,6 +27,8 @@ func (s *Server) objGetInfoByFD(c *call) (Result, error) {
 		return Result{}, s.mapGetInfo(c, o, infoLen, uinfo)
 	case *progObj:
 		return Result{}, s.progGetInfo(c, o, infoLen, uinfo)
+	case *linkObj:
+		return Result{}, s.linkGetInfo(c, o, infoLen, uinfo)
 	}
 	return Result{}, syscall.EINVAL
 }
