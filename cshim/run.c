@@ -18,7 +18,9 @@ static inline uint32_t *lease_word(uint32_t k)
 /* ebpfu_lease gives the thread a CPU slot of its own for the run: threads that share a CPU
  * interleave in user space, so a program's lookup-and-increment of a per-CPU value is exact only
  * if no other run uses the same slot meanwhile, in this process or another. The slot of the CPU
- * the thread runs on is tried first. Returns the slot, or ~0u when none could be had. */
+ * the thread runs on is tried first. A holder preempted in its run (more runnable threads than
+ * CPUs) may keep every slot for a few time slices: the thread yields, then sleeps 20 us at a
+ * time, for 2 s at most. Returns the slot, or ~0u when none could be had. */
 uint32_t ebpfu_lease(struct tstate *t)
 {
 	uint32_t n = ebpfu_agent.ncpu;
@@ -29,7 +31,7 @@ uint32_t ebpfu_lease(struct tstate *t)
 	uint32_t tid = ebpfu_tid(t);
 	int c = sched_getcpu();
 	uint32_t hint = c < 0 ? 0 : (uint32_t)c % n;
-	for (uint32_t tries = 0; tries < 4096; tries++) {
+	for (uint32_t tries = 0; tries < 100000; tries++) {
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t k = hint + i < n ? hint + i : hint + i - n;
 			uint32_t *w = lease_word(k);
@@ -49,7 +51,12 @@ uint32_t ebpfu_lease(struct tstate *t)
 					__atomic_compare_exchange_n(w, &owner, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 			}
 		}
-		esys0(SYS_sched_yield);
+		if (tries < 256) {
+			esys0(SYS_sched_yield);
+		} else {
+			struct timespec ts = {0, 20000};
+			esys2(SYS_nanosleep, &ts, 0);
+		}
 	}
 	return ~0u;
 }
