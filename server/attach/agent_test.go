@@ -297,6 +297,24 @@ func TestPatchMidInstruction(t *testing.T) {
 	}
 }
 
+// TestFlagsKept: a probe between a compare and the use of its flags leaves the flags as they
+// were (the arithmetic flags, OF and DF), for compares around the signed and unsigned edges.
+func TestFlagsKept(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	work := filepath.Join(h.bin, "work")
+	want := w.do("flags")
+	l, m := h.countProg()
+	id := h.attach(work, "flagcheck_at", l, false)
+	if got := w.do("flags"); got != want {
+		t.Errorf("flags with a probe: %s, without: %s", got, want)
+	}
+	if n := m.sum(t, 0); n != 128 {
+		t.Errorf("%d hits, want 128", n)
+	}
+	h.detach(id)
+}
+
 // runScript runs testdata/script.sh with bash, with the agent when env is not nil.
 func runScript(t *testing.T, env []string) string {
 	t.Helper()

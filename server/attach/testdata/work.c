@@ -71,6 +71,30 @@ __asm__(".text\n"
 	"\tret\n"
 	".size slowcopy, .-slowcopy\n");
 
+/* flagcheck(a, b, df) compares a with b (with the direction flag set when df is not 0) and
+ * returns the flags a probe at flagcheck_at, between the compare and their use, must keep:
+ * CF PF AF ZF SF DF OF. */
+unsigned long flagcheck(unsigned long a, unsigned long b, unsigned long df);
+__asm__(".text\n"
+	".globl flagcheck\n"
+	".type flagcheck, @function\n"
+	".p2align 4\n"
+	"flagcheck:\n"
+	"\ttest %rdx, %rdx\n"
+	"\tjz 1f\n"
+	"\tstd\n"
+	"1:\tcmp %rsi, %rdi\n"
+	".globl flagcheck_at\n"
+	".type flagcheck_at, @function\n"
+	"flagcheck_at:\n"
+	"\tnopl 0(%rax,%rax,1)\n"
+	"\tpushfq\n"
+	"\tpopq %rax\n"
+	"\tcld\n"
+	"\tandl $0xcd5, %eax\n"
+	"\tret\n"
+	".size flagcheck, .-flagcheck\n");
+
 static char slow_src[64][1 << 16], slow_dst[64][1 << 16];
 
 static void *slow(void *arg)
@@ -271,6 +295,16 @@ int main(void)
 			for (long i = 0; i < n; i++)
 				getpid();
 			printf("done\n");
+		} else if (strncmp(line, "flags", 5) == 0) {
+			/* the flags of compares of values around the signed and unsigned edges */
+			static const unsigned long v[] = {0, 1, 2, 0x7f, 0x80, 0x7fffffffffffffffUL,
+							  0x8000000000000000UL, ~0UL};
+			unsigned long h = 0;
+			for (int i = 0; i < 8; i++)
+				for (int j = 0; j < 8; j++)
+					for (int df = 0; df < 2; df++)
+						h = h * 31 + flagcheck(v[i], v[j], df);
+			printf("%lx\n", h);
 		} else if (strncmp(line, "bytes", 5) == 0) {
 			const unsigned char *p = (const unsigned char *)(uintptr_t)probed;
 			for (int i = 0; i < 16; i++)
