@@ -69,15 +69,40 @@ const (
 )
 
 // label names a position in the code; instruction i's label is i.
-type label int
+type label int32
 
-// fixup is a branch displacement to patch once the layout is final.
-type fixup struct {
-	pos   int // position of the displacement
-	size  int // 1 or 4
-	to    label
-	site  int // index into compiler.long, -1 for rel32-only branches
-	after int // position after the displacement
+// labelAt is where a label was placed: its position in the first-pass code (-1 until placed)
+// and the number of items emitted before it, which gives its final position.
+type labelAt struct {
+	pos  int32
+	item int32
+}
+
+// itemKind is the kind of an item.
+type itemKind uint8
+
+const (
+	itemJcc   itemKind = iota // conditional branch: jcc rel32, or rel8 when it fits
+	itemJmp                   // jmp rel32, or rel8 when it fits
+	itemCall                  // call rel32
+	itemAlign                 // no-operations up to a multiple of 16 bytes
+)
+
+// Sizes of the items in the first-pass code: branches in their long form, and the most
+// padding an alignment can take.
+const (
+	jccLong, jmpLong, callLen = 6, 5, 5
+	alignReserve              = 15
+)
+
+// item is a place in the first-pass code whose final form depends on the layout: a branch
+// (emitted with room for rel32, becomes rel8 when its displacement fits) or an alignment.
+type item struct {
+	pos  int32 // position in the first-pass code
+	to   label // a branch's target
+	kind itemKind
+	cc   cond // itemJcc: the condition
+	long bool // a branch needs rel32 (calls always do)
 }
 
 // stubKind is the kind of a cold stub placed after the functions.
@@ -90,44 +115,65 @@ const (
 
 type stub struct {
 	kind   stubKind
+	code   uint8 // stubFault: fault code
+	addr   bool  // stubFault: r11 holds the address of the access, size its size
+	size   uint8
 	at     label
 	resume label
 	info   uint32 // stubBounds: pc<<8 | write<<7 | size; stubFault: pc
-	code   uint32 // stubFault: fault code
-	addr   bool   // stubFault: r11 holds the address of the access, size its size
-	size   uint32
 	// stubBounds: the access, its function, and whether the inline check tried the stack
 	// (else region 0).
 	mem        mem
-	fn         int
+	fn         int32
 	stackFirst bool
 }
 
-type compiler struct {
-	p     *program.Program
-	insns []isa.Instruction
-	bmi2  bool
-
-	a        asm
-	labelPos []int
-	nfixed   int // labels preallocated: instructions, then function entries
-	fixups   []fixup
-	long     []bool // per branch site: needs rel32
-	site     int
-	stubs    []stub
-	offsets  []uint32
-
-	funcOf []int   // function of each instruction
-	saved  [][]reg // callee-saved registers each subprogram writes
-	// checkSizes has bit i set when the function has a checked access of 1<<i bytes.
-	checkSizes []uint8
-	// target marks the instructions jumps go to.
-	isTarget []bool
-	// loopHead marks the targets of back-edges, aligned to 16 bytes.
-	loopHead []bool
-	// stackish has bit r set, before each instruction, when register r probably points into
+// pcInfo is what the compiler knows of an instruction before emitting it.
+type pcInfo struct {
+	fn int32 // its function
+	// stackish has bit r set, before the instruction, when register r probably points into
 	// the stack (a guess from a linear scan: it orders the checks of checked accesses).
-	stackish []uint16
+	stackish uint16
+	flags    uint8 // pcTarget, pcLoopHead
+}
+
+const (
+	pcTarget   = 1 << iota // jumps go to the instruction
+	pcLoopHead             // back-edges go to it: aligned to 16 bytes
+)
+
+// funcInfo is what the compiler knows of a function before emitting it.
+type funcInfo struct {
+	// saved lists the callee-saved registers a subprogram writes (r6-r9 in that order).
+	saved  [4]reg
+	nsaved uint8
+	// checkSizes has bit i set when the function has a checked access of 1<<i bytes.
+	checkSizes uint8
+}
+
+// The compiler emits the code in one pass, every branch with room for a rel32 displacement and
+// every alignment with room for the most padding, and records these places as items. Then
+// layout finds which branches fit rel8 (starting from short for all but the ones to stubs and
+// lengthening those that do not fit until nothing changes, a cheap fixed point over the items
+// alone), and finish slides the code down in place over the room left unused, writing the
+// branches and the padding in their final form.
+type compiler struct {
+	p      *program.Program
+	insns  []isa.Instruction
+	checks []program.Check
+	funcs  []program.Func
+	bmi2   bool
+
+	a       asm
+	labels  []labelAt
+	nfixed  int // labels preallocated: instructions, then function entries
+	items   []item
+	delta   []int32 // per item: its final position minus its first-pass position
+	stubs   []stub
+	codeEnd labelAt // the end of the functions' code
+
+	pcs []pcInfo
+	fns []funcInfo
 	// regionUses has bit i set when the program has a checked read of 1<<i bytes, bit 4+i
 	// for a checked write: the region 0 limits the prologue computes.
 	regionUses uint8
@@ -151,25 +197,23 @@ type options struct {
 func Compile(p *program.Program) (*Code, error) { return compile(p, options{}) }
 
 func compile(p *program.Program, o options) (*Code, error) {
-	c := &compiler{p: p, insns: p.Insns, bmi2: cpu.X86.HasBMI2 && !o.noBMI2}
+	c := &compiler{p: p, insns: p.Insns, checks: p.Checks, bmi2: cpu.X86.HasBMI2 && !o.noBMI2}
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("jit: %w", err)
 	}
-	for pass := 0; ; pass++ {
-		if err := c.emit(); err != nil {
-			return nil, fmt.Errorf("jit: %w", err)
-		}
-		if !c.grow() {
-			break
-		}
-		if pass > len(c.long)+2 {
-			return nil, fmt.Errorf("jit: branch layout does not converge")
-		}
-	}
-	if err := c.patch(); err != nil {
+	if err := c.emit(); err != nil {
 		return nil, fmt.Errorf("jit: %w", err)
 	}
-	return &Code{Text: c.a.b, Entry: 0, Insns: c.offsets, NumMaps: len(p.Maps), ValueRefs: c.valueRefs,
+	if err := c.layout(); err != nil {
+		return nil, fmt.Errorf("jit: %w", err)
+	}
+	text := c.finish()
+	offsets := make([]uint32, len(c.insns)+1)
+	for pc := range c.insns {
+		offsets[pc] = uint32(c.final(c.labels[pc]))
+	}
+	offsets[len(c.insns)] = uint32(c.final(c.codeEnd))
+	return &Code{Text: text, Entry: 0, Insns: offsets, NumMaps: len(p.Maps), ValueRefs: c.valueRefs,
 		CallsHelpers: c.helpers,
 		Loops:        c.loops}, nil
 }
@@ -181,40 +225,43 @@ func (c *compiler) prepare() error {
 	if n == 0 {
 		return fmt.Errorf("empty program")
 	}
-	if len(p.Checks) != n {
-		return fmt.Errorf("%d checks for %d instructions", len(p.Checks), n)
+	if len(c.checks) != n {
+		return fmt.Errorf("%d checks for %d instructions", len(c.checks), n)
 	}
-	funcs := p.Funcs
-	if len(funcs) == 0 {
-		funcs = []program.Func{{Start: 0, End: n}}
+	c.funcs = p.Funcs
+	if len(c.funcs) == 0 {
+		c.funcs = []program.Func{{Start: 0, End: n}}
 	}
-	c.funcOf = make([]int, n)
+	funcs := c.funcs
+	c.pcs = make([]pcInfo, n)
+	pcs := c.pcs
 	for k, f := range funcs {
 		if f.Start >= f.End || f.End > n || k == 0 && f.Start != 0 || k > 0 && f.Start != funcs[k-1].End {
 			return fmt.Errorf("function %d spans [%d, %d) of %d instructions", k, f.Start, f.End, n)
 		}
 		for i := f.Start; i < f.End; i++ {
-			c.funcOf[i] = k
+			pcs[i].fn = int32(k)
 		}
 	}
 	if last := funcs[len(funcs)-1].End; last != n {
 		return fmt.Errorf("instructions from %d belong to no function", last)
 	}
-	c.saved = make([][]reg, len(funcs))
-	c.checkSizes = make([]uint8, len(funcs))
-	c.isTarget = make([]bool, n)
-	c.loopHead = make([]bool, n)
-	written := make([][isa.NumRegs]bool, len(funcs))
+	c.fns = make([]funcInfo, len(funcs))
+	var written uint16 // registers the current function writes
 	for pc := 0; pc < n; pc++ {
 		ins := c.insns[pc]
+		fn := pcs[pc].fn
+		if pc > 0 && fn != pcs[pc-1].fn {
+			c.fns[pcs[pc-1].fn].setSaved(written)
+			written = 0
+		}
 		if ins.Dst() >= isa.NumRegs || ins.Src() >= isa.NumRegs {
 			return fmt.Errorf("instruction %d: invalid register", pc)
 		}
-		w := &written[c.funcOf[pc]]
 		cl := isa.Class(ins.Op)
-		if p.Checks[pc] == program.CheckBounds && (cl == isa.ClassLDX || cl == isa.ClassST || cl == isa.ClassSTX) {
+		if c.checks[pc] == program.CheckBounds && (cl == isa.ClassLDX || cl == isa.ClassST || cl == isa.ClassSTX) {
 			k := bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
-			c.checkSizes[c.funcOf[pc]] |= 1 << k
+			c.fns[fn].checkSizes |= 1 << k
 			if cl != isa.ClassLDX && !(isa.Mode(ins.Op) == isa.ModeATOMIC && ins.Imm == isa.AtomicLoadAcq) {
 				k += 4
 			}
@@ -224,14 +271,14 @@ func (c *compiler) prepare() error {
 			if r == isa.RFP {
 				return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
 			}
-			w[r] = true
+			written |= 1 << r
 		}
 		switch {
 		case ins.Op == isa.OpLdDW:
 			if ins.Src() == isa.PseudoMapValue {
 				c.valueRefs = append(c.valueRefs, ValueRef{PC: pc, Map: int(ins.Imm)})
 			}
-			if pc+1 >= n || c.funcOf[pc+1] != c.funcOf[pc] || c.insns[pc+1].Op != 0 {
+			if pc+1 >= n || pcs[pc+1].fn != fn || c.insns[pc+1].Op != 0 {
 				return fmt.Errorf("instruction %d: incomplete lddw", pc)
 			}
 			pc++
@@ -251,16 +298,16 @@ func (c *compiler) prepare() error {
 				return fmt.Errorf("instruction %d: jump to %d, outside the program", pc, t)
 			}
 			if op == isa.JmpCall {
-				if ins.Src() == isa.PseudoCallLocal && (t == 0 || funcs[c.funcOf[t]].Start != t) {
+				if ins.Src() == isa.PseudoCallLocal && (t == 0 || funcs[pcs[t].fn].Start != t) {
 					return fmt.Errorf("instruction %d: call to %d, not the start of a subprogram", pc, t)
 				}
 				continue
 			}
-			c.isTarget[t] = true
+			pcs[t].flags |= pcTarget
 			if t <= pc {
-				c.loopHead[t] = true
+				pcs[t].flags |= pcLoopHead
 			}
-			if c.funcOf[t] != c.funcOf[pc] {
+			if pcs[t].fn != fn {
 				return fmt.Errorf("instruction %d: jump to %d, in another function", pc, t)
 			}
 			if t > 0 && c.insns[t-1].Op == isa.OpLdDW && (t < 2 || c.insns[t-2].Op != isa.OpLdDW) {
@@ -271,29 +318,32 @@ func (c *compiler) prepare() error {
 			}
 		}
 	}
-	c.guessStackPointers(funcs)
-	for k := 1; k < len(funcs); k++ {
-		for _, r := range []uint8{isa.R6, isa.R7, isa.R8, isa.R9} {
-			if written[k][r] {
-				c.saved[k] = append(c.saved[k], regMap[r])
-			}
-		}
-	}
+	c.fns[pcs[n-1].fn].setSaved(written)
+	c.fns[0].nsaved = 0 // the entry saves every callee-saved register itself
+	c.guessStackPointers()
 	c.nfixed = n + len(funcs)
-	c.p = &program.Program{Type: p.Type, Insns: p.Insns, Checks: p.Checks, Funcs: funcs, Maps: p.Maps,
-		CtxSize: p.CtxSize, Loops: p.Loops}
 	return nil
 }
 
-// guessStackPointers fills c.stackish: in each function, r10 points into the stack, and so does
-// a copy of a register that does, plus or minus anything. Control flow is ignored: the guess only
-// decides which bounds check runs inline.
-func (c *compiler) guessStackPointers(funcs []program.Func) {
-	c.stackish = make([]uint16, len(c.insns))
-	for _, f := range funcs {
+// setSaved records the callee-saved registers among r6-r9 that a function writes.
+func (f *funcInfo) setSaved(written uint16) {
+	f.nsaved = 0
+	for _, r := range [...]uint8{isa.R6, isa.R7, isa.R8, isa.R9} {
+		if written&(1<<r) != 0 {
+			f.saved[f.nsaved] = regMap[r]
+			f.nsaved++
+		}
+	}
+}
+
+// guessStackPointers fills the instructions' stackish: in each function, r10 points into the
+// stack, and so does a copy of a register that does, plus or minus anything. Control flow is
+// ignored: the guess only decides which bounds check runs inline.
+func (c *compiler) guessStackPointers() {
+	for _, f := range c.funcs {
 		st := uint16(1) << isa.R10
 		for pc := f.Start; pc < f.End; pc++ {
-			c.stackish[pc] = st
+			c.pcs[pc].stackish = st
 			ins := c.insns[pc]
 			dst, src := ins.Dst(), ins.Src()
 			op := isa.Operation(ins.Op)
@@ -318,7 +368,7 @@ func (c *compiler) guessStackPointers(funcs []program.Func) {
 // fuseLea emits "mov dst, src" followed by "add dst, imm", "sub dst, imm" or "add dst, src2"
 // (64-bit, nothing jumping between them) as one lea, and reports whether it did.
 func (c *compiler) fuseLea(pc int) bool {
-	if pc+1 >= len(c.insns) || c.isTarget[pc+1] || c.funcOf[pc+1] != c.funcOf[pc] {
+	if pc+1 >= len(c.insns) || c.pcs[pc+1].flags&pcTarget != 0 || c.pcs[pc+1].fn != c.pcs[pc].fn {
 		return false
 	}
 	mov, next := c.insns[pc], c.insns[pc+1]
@@ -391,123 +441,153 @@ func (c *compiler) target(pc int) (int, bool) {
 func (c *compiler) funcEntry(k int) label { return label(len(c.insns) + k) }
 
 func (c *compiler) newLabel() label {
-	c.labelPos = append(c.labelPos, -1)
-	return label(len(c.labelPos) - 1)
+	c.labels = append(c.labels, labelAt{pos: -1})
+	return label(len(c.labels) - 1)
 }
 
-func (c *compiler) place(l label) { c.labelPos[l] = c.a.pos() }
+func (c *compiler) place(l label) { c.labels[l] = c.here() }
 
-// branchSite returns whether the next short-or-long branch is long, creating its entry (with
-// the guess long) on the first pass.
-func (c *compiler) branchSite(guess bool) (int, bool) {
-	s := c.site
-	c.site++
-	if s == len(c.long) {
-		c.long = append(c.long, guess)
-	}
-	return s, c.long[s]
+// here returns the current position as a placed label.
+func (c *compiler) here() labelAt {
+	return labelAt{pos: int32(len(c.a.b)), item: int32(len(c.items))}
 }
+
+// final returns the position of a placed label in the final code.
+func (c *compiler) final(l labelAt) int32 { return l.pos + c.delta[l.item] }
 
 // jcc emits a conditional branch to l; far says the target is probably far (a stub).
 func (c *compiler) jcc(cc cond, l label, far bool) {
-	s, long := c.branchSite(far)
-	pos := c.a.jccRel(cc, long)
-	c.fixups = append(c.fixups, fixup{pos: pos, size: sizeOf(long), to: l, site: s, after: c.a.pos()})
+	c.items = append(c.items, item{pos: int32(len(c.a.b)), to: l, kind: itemJcc, cc: cc, long: far})
+	c.a.b = append(c.a.b, 0x0f, 0x80|byte(cc), 0, 0, 0, 0)
 }
 
 // jmp emits an unconditional branch to l.
 func (c *compiler) jmp(l label, far bool) {
-	s, long := c.branchSite(far)
-	pos := c.a.jmpRel(long)
-	c.fixups = append(c.fixups, fixup{pos: pos, size: sizeOf(long), to: l, site: s, after: c.a.pos()})
+	c.items = append(c.items, item{pos: int32(len(c.a.b)), to: l, kind: itemJmp, long: far})
+	c.a.b = append(c.a.b, 0xe9, 0, 0, 0, 0)
 }
 
 // call emits a near call to l.
 func (c *compiler) call(l label) {
-	pos := c.a.callRel()
-	c.fixups = append(c.fixups, fixup{pos: pos, size: 4, to: l, site: -1, after: c.a.pos()})
+	c.items = append(c.items, item{pos: int32(len(c.a.b)), to: l, kind: itemCall, long: true})
+	c.a.b = append(c.a.b, 0xe8, 0, 0, 0, 0)
 }
 
-func sizeOf(long bool) int {
-	if long {
-		return 4
+// align16 emits the padding to the next multiple of 16 bytes.
+func (c *compiler) align16() {
+	c.items = append(c.items, item{pos: int32(len(c.a.b)), kind: itemAlign})
+	c.a.b = append(c.a.b, make([]byte, alignReserve)...)
+}
+
+// layout chooses the branches' sizes: starting from short (rel8) for all but those emitted
+// with far set, it makes long every short branch whose displacement does not fit in the
+// layout those sizes give, until none changes. Branches only grow, so this ends. It fills
+// c.delta.
+func (c *compiler) layout() error {
+	items := c.items
+	for _, it := range items {
+		if it.kind != itemAlign && c.labels[it.to].pos < 0 {
+			return fmt.Errorf("branch to an unplaced label %d", it.to)
+		}
 	}
-	return 1
+	c.delta = make([]int32, len(items)+1)
+	delta := c.delta
+	for {
+		var d int32
+		for i, it := range items {
+			delta[i] = d
+			switch {
+			case it.long:
+			case it.kind == itemJcc:
+				d -= jccLong - 2
+			case it.kind == itemJmp:
+				d -= jmpLong - 2
+			case it.kind == itemAlign:
+				d += -(it.pos+d)&15 - alignReserve
+			}
+		}
+		delta[len(items)] = d
+		changed := false
+		for i := range items {
+			it := &items[i]
+			if it.long || it.kind == itemAlign {
+				continue
+			}
+			to := c.labels[it.to]
+			if !fitsInt8(int64(to.pos + delta[to.item] - (it.pos + delta[i] + 2))) {
+				it.long = true
+				changed = true
+			}
+		}
+		if !changed {
+			return nil
+		}
+	}
 }
 
-// grow marks as long every short branch whose displacement does not fit, and reports whether
-// it marked any (then the layout changed and the code must be emitted again).
-func (c *compiler) grow() bool {
-	changed := false
-	for _, f := range c.fixups {
-		if f.size != 1 {
+// finish moves the code to its final layout, in place, and returns it: each item shrinks to
+// its final size (never more than its first-pass size, so the code only moves down).
+func (c *compiler) finish() []byte {
+	b := c.a.b
+	var dst, src int32
+	for _, it := range c.items {
+		dst += int32(copy(b[dst:], b[src:it.pos]))
+		if it.kind == itemAlign {
+			dst += int32(putNops(b[dst:], int(-dst&15)))
+			src = it.pos + alignReserve
 			continue
 		}
-		if !fitsInt8(int64(c.labelPos[f.to] - f.after)) {
-			c.long[f.site] = true
-			changed = true
+		var n int
+		switch it.kind {
+		case itemJcc:
+			n = putJcc(b[dst:], it.cc, it.long)
+			src = it.pos + jccLong
+		case itemJmp:
+			n = putJmp(b[dst:], it.long)
+			src = it.pos + jmpLong
+		default:
+			n = putCall(b[dst:])
+			src = it.pos + callLen
 		}
-	}
-	return changed
-}
-
-// patch writes the branch displacements.
-func (c *compiler) patch() error {
-	for _, f := range c.fixups {
-		to := c.labelPos[f.to]
-		if to < 0 {
-			return fmt.Errorf("branch to an unplaced label %d", f.to)
-		}
-		d := to - f.after
-		if f.size == 1 {
-			if !fitsInt8(int64(d)) {
-				return fmt.Errorf("short branch out of range")
-			}
-			c.a.b[f.pos] = byte(int8(d))
+		dst += int32(n)
+		to := c.labels[it.to]
+		d := to.pos + c.delta[to.item] - dst
+		if it.long {
+			putInt32(b[dst-4:], d)
 		} else {
-			putInt32(c.a.b[f.pos:], int32(d))
+			b[dst-1] = byte(int8(d))
 		}
 	}
-	return nil
+	dst += int32(copy(b[dst:], b[src:]))
+	return b[:dst:dst]
 }
 
-// emit produces the whole code once with the current branch sizes.
+// emit produces the first-pass code.
 func (c *compiler) emit() error {
-	if c.offsets == nil { // first pass: sizes from typical code, to spare regrowing
-		n := len(c.insns)
-		c.offsets = make([]uint32, n+1)
-		c.a.b = make([]byte, 0, 40*n+512)
-		c.fixups = make([]fixup, 0, n+n/2)
-		c.labelPos = make([]int, 0, c.nfixed+2*n)
-		c.long = make([]bool, 0, 2*n)
-		c.stubs = make([]stub, 0, n/4)
+	n := len(c.insns)
+	c.a.b = make([]byte, 0, 48*n+1024)
+	c.items = make([]item, 0, n+n/2)
+	c.labels = make([]labelAt, c.nfixed, c.nfixed+n)
+	for i := range c.labels {
+		c.labels[i].pos = -1
 	}
-	c.a.b = c.a.b[:0]
-	c.labelPos = c.labelPos[:0]
-	for i := 0; i < c.nfixed; i++ {
-		c.labelPos = append(c.labelPos, -1)
-	}
-	c.fixups = c.fixups[:0]
-	c.stubs = c.stubs[:0]
-	c.site = 0
+	c.stubs = make([]stub, 0, n/4)
 	c.checkRegions, c.faultExit = -1, -1
 
 	c.prologue()
-	for k, f := range c.p.Funcs {
+	for k, f := range c.funcs {
 		if k > 0 {
 			c.place(c.funcEntry(k))
 			c.subPrologue(k)
 		}
 		for pc := f.Start; pc < f.End; pc++ {
-			if c.loopHead[pc] {
-				c.a.align(16)
+			if c.pcs[pc].flags&pcLoopHead != 0 {
+				c.align16()
 			}
 			c.place(label(pc))
-			c.offsets[pc] = uint32(c.a.pos())
 			if c.fuseLea(pc) {
 				pc++
 				c.place(label(pc))
-				c.offsets[pc] = uint32(c.a.pos())
 				continue
 			}
 			if err := c.insn(pc); err != nil {
@@ -516,7 +596,6 @@ func (c *compiler) emit() error {
 			if c.insns[pc].Op == isa.OpLdDW {
 				pc++
 				c.place(label(pc))
-				c.offsets[pc] = uint32(c.a.pos())
 			}
 		}
 		// A verified function never runs off its end; stop the program if one does.
@@ -527,7 +606,7 @@ func (c *compiler) emit() error {
 		}
 		c.jmp(c.faultExit, true)
 	}
-	c.offsets[len(c.insns)] = uint32(c.a.pos())
+	c.codeEnd = c.here()
 	c.emitStubs()
 	return nil
 }
@@ -548,7 +627,7 @@ func (c *compiler) prologue() {
 	a.opRM(true, []byte{0x89}, rsp, at(rBlk, offEntrySP))
 	a.storeImm(8, at(rBlk, offFault), 0)
 	a.opRM(true, []byte{0x8b}, rbp, at(rBlk, offStack))
-	if len(c.p.Funcs) > 1 {
+	if len(c.funcs) > 1 {
 		a.lea(rTmp, at(rbp, 2*512))
 		a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offFrameLimit))
 	}
@@ -619,20 +698,21 @@ func (c *compiler) epilogue() {
 func (c *compiler) subPrologue(k int) {
 	a := &c.a
 	a.aluRI(true, aluSub, rbp, 512)
-	for _, r := range c.saved[k] {
+	f := &c.fns[k]
+	for _, r := range f.saved[:f.nsaved] {
 		a.push(r)
 	}
 	if n := c.frameSize(k); n > 0 {
 		a.aluRI(true, aluSub, rsp, int32(n))
 	}
-	if c.checkSizes[k] == 0 {
+	if f.checkSizes == 0 {
 		return
 	}
 	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offStack))
 	a.aluRI(true, aluAdd, rTmp, StackSize+512)
 	a.aluRR(true, aluSub, rTmp, rbp) // the span: stack top - (rbp - 512)
 	for i, size := range []int{1, 2, 4, 8} {
-		if c.checkSizes[k]&(1<<i) != 0 {
+		if f.checkSizes&(1<<i) != 0 {
 			a.lea(rAux, at(rTmp, int32(-size)))
 			a.opRM(true, []byte{0x89}, rAux, at(rsp, spanSlot(size)))
 		}
@@ -648,10 +728,10 @@ func spanSlot(size int) int32 {
 // registers: its span slots, and padding that keeps rsp 16-byte aligned for helper calls.
 func (c *compiler) frameSize(k int) int {
 	n := 0
-	if c.checkSizes[k] != 0 {
+	if c.fns[k].checkSizes != 0 {
 		n = 32
 	}
-	if len(c.saved[k])%2 == 0 { // the call pushed 8 bytes
+	if c.fns[k].nsaved%2 == 0 { // the call pushed 8 bytes
 		n += 8
 	}
 	return n
@@ -663,8 +743,9 @@ func (c *compiler) subEpilogue(k int) {
 	if n := c.frameSize(k); n > 0 {
 		a.aluRI(true, aluAdd, rsp, int32(n))
 	}
-	for i := len(c.saved[k]) - 1; i >= 0; i-- {
-		a.pop(c.saved[k][i])
+	f := &c.fns[k]
+	for i := int(f.nsaved) - 1; i >= 0; i-- {
+		a.pop(f.saved[i])
 	}
 	a.aluRI(true, aluAdd, rbp, 512)
 	a.ret()
@@ -672,7 +753,7 @@ func (c *compiler) subEpilogue(k int) {
 
 // faultStub returns the label of a cold stub that stops the program with code at pc.
 func (c *compiler) faultStub(code uint32, pc int) label {
-	return c.addStub(stub{kind: stubFault, info: uint32(pc), code: code})
+	return c.addStub(stub{kind: stubFault, info: uint32(pc), code: uint8(code)})
 }
 
 func (c *compiler) addStub(s stub) label {
@@ -695,7 +776,7 @@ func (c *compiler) emitStubs() {
 				a.lea(rAux, s.mem)
 			}
 			if !s.stackFirst { // the inline check tried region 0: try the stack
-				c.stackCheck(s.fn, at(rAux, 0), int(s.info&0x7f))
+				c.stackCheck(int(s.fn), at(rAux, 0), int(s.info&0x7f))
 				c.jcc(condBE, s.resume, true)
 			}
 			a.movRI(false, rTmp, int64(s.info))

@@ -292,7 +292,7 @@ func (c *compiler) jump(pc int, ins isa.Instruction) error {
 	op := isa.Operation(ins.Op)
 	switch op {
 	case isa.JmpExit:
-		if k := c.funcOf[pc]; k > 0 {
+		if k := int(c.pcs[pc].fn); k > 0 {
 			c.subEpilogue(k)
 		} else {
 			c.epilogue()
@@ -359,7 +359,7 @@ func (c *compiler) callInsn(pc int, ins isa.Instruction) error {
 		t, _ := c.target(pc)
 		a.aluRM(true, aluCmp, rbp, at(rBlk, offFrameLimit))
 		c.jcc(condB, c.faultStub(FaultDepth, pc), true)
-		c.call(c.funcEntry(c.funcOf[t]))
+		c.call(c.funcEntry(int(c.pcs[t].fn)))
 		return nil
 	case ins.Op == isa.OpCall && ins.Src() == isa.PseudoCallHelper:
 		if ins.Imm < 0 || ins.Imm >= 1<<28 {
@@ -488,7 +488,7 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 	if inAux {
 		m = at(rAux, 0)
 	}
-	if c.p.Checks[pc] != program.CheckBounds {
+	if c.checks[pc] != program.CheckBounds {
 		return m
 	}
 	if base == rbp && int(off) >= -512 && int(off)+size <= 0 {
@@ -502,7 +502,7 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 		}
 	}
 	s := stub{kind: stubBounds, at: c.newLabel(), resume: c.newLabel(), info: uint32(pc)<<8 | uint32(size),
-		mem: m, fn: c.funcOf[pc]}
+		mem: m, fn: c.pcs[pc].fn}
 	k := bits.TrailingZeros(uint(size))
 	if write {
 		s.info |= 0x80
@@ -514,9 +514,9 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 			ebpfBase = uint8(r)
 		}
 	}
-	s.stackFirst = c.stackish[pc]>>ebpfBase&1 != 0
+	s.stackFirst = c.pcs[pc].stackish>>ebpfBase&1 != 0
 	if s.stackFirst {
-		c.stackCheck(s.fn, m, size)
+		c.stackCheck(int(s.fn), m, size)
 		c.jcc(condA, s.at, true)
 	} else {
 		a.lea(rTmp, m)
@@ -595,7 +595,7 @@ func (c *compiler) atomic(pc int, ins isa.Instruction, size int, dst, src reg) e
 		a.lea(rAux, at(base, int32(ins.Off)))
 		if size > 1 {
 			a.testRI(false, rAux, int32(size-1))
-			c.jcc(condNE, c.addStub(stub{kind: stubFault, info: uint32(pc), code: FaultAlign, addr: true, size: uint32(size)}), true)
+			c.jcc(condNE, c.addStub(stub{kind: stubFault, info: uint32(pc), code: FaultAlign, addr: true, size: uint8(size)}), true)
 		}
 	}
 	switch ins.Imm {

@@ -484,36 +484,34 @@ func (a *asm) jmpR(r reg) {
 	a.bytes(0xff, 0xe0+byte(r&7))
 }
 
-// Relative branches are emitted with a zero displacement that the caller patches: the methods
-// return the position of the displacement.
+// Relative branches are laid out after the code is emitted (compile.go): these functions write
+// one at the start of b with a zero displacement, which the caller patches, and return its
+// length.
 
-// jmpRel emits "jmp rel8" or "jmp rel32".
-func (a *asm) jmpRel(long bool) int {
+// putJmp writes "jmp rel8" or "jmp rel32".
+func putJmp(b []byte, long bool) int {
 	if long {
-		a.byte1(0xe9)
-		a.imm32(0)
-		return a.pos() - 4
+		b[0], b[1], b[2], b[3], b[4] = 0xe9, 0, 0, 0, 0
+		return 5
 	}
-	a.bytes(0xeb, 0)
-	return a.pos() - 1
+	b[0], b[1] = 0xeb, 0
+	return 2
 }
 
-// jccRel emits "jcc rel8" or "jcc rel32".
-func (a *asm) jccRel(c cond, long bool) int {
+// putJcc writes "jcc rel8" or "jcc rel32".
+func putJcc(b []byte, c cond, long bool) int {
 	if long {
-		a.bytes(0x0f, 0x80|byte(c))
-		a.imm32(0)
-		return a.pos() - 4
+		b[0], b[1], b[2], b[3], b[4], b[5] = 0x0f, 0x80|byte(c), 0, 0, 0, 0
+		return 6
 	}
-	a.bytes(0x70|byte(c), 0)
-	return a.pos() - 1
+	b[0], b[1] = 0x70|byte(c), 0
+	return 2
 }
 
-// callRel emits "call rel32".
-func (a *asm) callRel() int {
-	a.byte1(0xe8)
-	a.imm32(0)
-	return a.pos() - 4
+// putCall writes "call rel32".
+func putCall(b []byte) int {
+	b[0], b[1], b[2], b[3], b[4] = 0xe8, 0, 0, 0, 0
+	return 5
 }
 
 // nops are the recommended multi-byte no-operation instructions, by length.
@@ -529,13 +527,13 @@ var nops = [...][]byte{
 	9: {0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00},
 }
 
-// align pads the code with no-operations to a multiple of n (a power of two) bytes.
-func (a *asm) align(n int) {
-	for pad := -len(a.b) & (n - 1); pad > 0; {
-		k := min(pad, len(nops)-1)
-		a.bytes(nops[k]...)
-		pad -= k
+// putNops writes n bytes (less than 16) of no-operations at the start of b and returns n.
+func putNops(b []byte, n int) int {
+	for off := 0; off < n; {
+		k := min(n-off, len(nops)-1)
+		off += copy(b[off:], nops[k])
 	}
+	return n
 }
 
 // ud2 emits the undefined instruction, for code that must never run.

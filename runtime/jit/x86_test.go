@@ -289,8 +289,8 @@ func TestEncodeMemory(t *testing.T) {
 func TestAlign(t *testing.T) {
 	for start := 0; start < 40; start++ {
 		var a asm
-		a.b = make([]byte, start)
-		a.align(16)
+		a.b = make([]byte, start, start+16)
+		a.b = a.b[:start+putNops(a.b[start:start+16], -start&15)]
 		if len(a.b)%16 != 0 || len(a.b)-start >= 16 {
 			t.Fatalf("from %d: %d bytes", start, len(a.b))
 		}
@@ -310,13 +310,19 @@ func TestEncodeBranches(t *testing.T) {
 	var cases []encodingCase
 	for c, name := range conds {
 		for _, long := range []bool{false, true} {
-			cases = append(cases, encodingCase{func(a *asm) { a.jccRel(c, long) }, name + " .+0x0"})
+			cases = append(cases, encodingCase{func(a *asm) { a.put(func(b []byte) int { return putJcc(b, c, long) }) }, name + " .+0x0"})
 		}
 	}
 	cases = append(cases,
-		encodingCase{func(a *asm) { a.jmpRel(false) }, "jmp .+0x0"},
-		encodingCase{func(a *asm) { a.jmpRel(true) }, "jmp .+0x0"},
-		encodingCase{func(a *asm) { a.callRel() }, "call .+0x0"},
+		encodingCase{func(a *asm) { a.put(func(b []byte) int { return putJmp(b, false) }) }, "jmp .+0x0"},
+		encodingCase{func(a *asm) { a.put(func(b []byte) int { return putJmp(b, true) }) }, "jmp .+0x0"},
+		encodingCase{func(a *asm) { a.put(putCall) }, "call .+0x0"},
 	)
 	checkEncodings(t, cases)
+}
+
+// put appends what a put function writes.
+func (a *asm) put(f func([]byte) int) {
+	var b [16]byte
+	a.b = append(a.b, b[:f(b[:])]...)
 }
