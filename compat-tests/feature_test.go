@@ -2,6 +2,7 @@ package compat
 
 import (
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -98,5 +99,26 @@ func TestBpftoolFeatureProbe(t *testing.T) {
 			}
 		}
 		t.Errorf("the JSON feature probes differ (%d sections on the kernel, %d under the shim)", len(kj), len(sj))
+	}
+}
+
+// TestBpftoolFeatureProbeUnprivileged: `bpftool feature probe unprivileged` drops CAP_BPF,
+// CAP_SYS_ADMIN, CAP_PERFMON and CAP_NET_ADMIN with capset(2) and probes what an ordinary user
+// may do; under the shim it prints what it prints on the kernel (with the kernel's
+// unprivileged_bpf_disabled set, as on Debian: bpf(2) refuses every call with EPERM).
+func TestBpftoolFeatureProbeUnprivileged(t *testing.T) {
+	e := Stage(t, "bpftool")
+	b, err := os.ReadFile("/proc/sys/kernel/unprivileged_bpf_disabled")
+	if err != nil || strings.TrimSpace(string(b)) == "0" {
+		t.Skip("unprivileged bpf(2) is enabled here; ebpfu answers the tool as a privileged one")
+	}
+	for _, args := range [][]string{{"feature", "probe", "unprivileged"}, {"-j", "feature", "probe", "unprivileged"}} {
+		argv := append([]string{"bpftool"}, args...)
+		k := e.Kernel(t, 2*time.Minute, argv...)
+		s := e.Shim(t, 2*time.Minute, argv...)
+		if k.Code != 0 || len(k.Stdout) < 1000 {
+			t.Fatalf("%v on the kernel:\n%s", args, k)
+		}
+		same(t, strings.Join(args, " "), k, s)
 	}
 }

@@ -41,6 +41,7 @@ var syscalls = map[uint32]entry{
 	unix.SYS_GETRESUID: {name: "getresuid", serve: (*Supervisor).sysGetres},
 	unix.SYS_GETRESGID: {name: "getresgid", serve: (*Supervisor).sysGetres},
 	unix.SYS_CAPGET:    {name: "capget", serve: (*Supervisor).sysCapget},
+	unix.SYS_CAPSET:    {name: "capset", serve: (*Supervisor).sysCapset},
 
 	// Paths the tools expect the kernel to answer: the virtual bpffs, /proc's view of our fds.
 	unix.SYS_OPEN:       {name: "open", serve: (*Supervisor).sysPath},

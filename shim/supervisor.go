@@ -43,6 +43,7 @@ type Supervisor struct {
 	toolPid int
 	epolls  map[epollKey]*epollReg // perf events in the tools' epoll sets
 	tty     int                    // the terminal whose foreground the tool took, or -1
+	caps    *caps                  // the tool's virtual capabilities
 
 	// Notified counts the notifications served (for tests and benchmarks).
 	notified atomic.Uint64
@@ -140,7 +141,7 @@ func Start(cfg Config) (*Supervisor, *exec.Cmd, error) {
 		return nil, nil, err
 	}
 	s := &Supervisor{cfg: cfg, srv: cfg.Server, l: &listener{fd: lfd}, table: dispatchTable(), toolPid: cmd.Process.Pid,
-		epolls: map[epollKey]*epollReg{}, tty: tty}
+		epolls: map[epollKey]*epollReg{}, tty: tty, caps: newCaps()}
 	if err := s.l.setSyncWakeUp(); err != nil {
 		fmt.Fprintf(cfg.Log, "ebpfu-shim: SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: %v (serving without it)\n", err)
 	}

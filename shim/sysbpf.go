@@ -11,6 +11,9 @@ const (
 
 // sysBPF serves bpf(cmd, attr, size) through the server.
 func (s *Supervisor) sysBPF(r *Request) reply {
+	if e := s.bpfRefused(r); e != 0 {
+		return errno(e)
+	}
 	if cmd := uint32(r.Args[0]); cmd == bpfLinkCreate || cmd == bpfLinkDetach {
 		return later(func() reply { return s.serveBPF(r) })
 	}
