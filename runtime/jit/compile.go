@@ -3,6 +3,7 @@ package jit
 import (
 	"fmt"
 	"math/bits"
+	"sync"
 
 	"golang.org/x/sys/cpu"
 
@@ -130,11 +131,8 @@ type stub struct {
 
 // pcInfo is what the compiler knows of an instruction before emitting it.
 type pcInfo struct {
-	fn int32 // its function
-	// stackish has bit r set, before the instruction, when register r probably points into
-	// the stack (a guess from a linear scan: it orders the checks of checked accesses).
-	stackish uint16
-	flags    uint8 // pcTarget, pcLoopHead
+	fn    int32 // its function
+	flags uint8 // pcTarget, pcLoopHead
 }
 
 const (
@@ -164,16 +162,9 @@ type compiler struct {
 	funcs  []program.Func
 	bmi2   bool
 
-	a       asm
-	labels  []labelAt
-	nfixed  int // labels preallocated: instructions, then function entries
-	items   []item
-	delta   []int32 // per item: its final position minus its first-pass position
-	stubs   []stub
+	scratch
+	nfixed  int     // labels preallocated: instructions, then function entries
 	codeEnd labelAt // the end of the functions' code
-
-	pcs []pcInfo
-	fns []funcInfo
 	// regionUses has bit i set when the program has a checked read of 1<<i bytes, bit 4+i
 	// for a checked write: the region 0 limits the prologue computes.
 	regionUses uint8
@@ -183,6 +174,22 @@ type compiler struct {
 
 	checkRegions label // -1 until needed
 	faultExit    label // -1 until needed
+
+	// stackish has bit r set, before the instruction being emitted, when register r
+	// probably points into the stack (see stackStep): it orders the checks of checked accesses.
+	stackish uint16
+	fn       int // the function being emitted
+}
+
+// scratch is the memory a compilation works in, kept between compilations.
+type scratch struct {
+	a      asm // the first-pass code
+	labels []labelAt
+	items  []item
+	delta  []int32 // per item: its final position minus its first-pass position
+	stubs  []stub
+	pcs    []pcInfo
+	fns    []funcInfo
 }
 
 // options adjusts code generation, for tests.
@@ -197,7 +204,9 @@ type options struct {
 func Compile(p *program.Program) (*Code, error) { return compile(p, options{}) }
 
 func compile(p *program.Program, o options) (*Code, error) {
-	c := &compiler{p: p, insns: p.Insns, checks: p.Checks, bmi2: cpu.X86.HasBMI2 && !o.noBMI2}
+	c := compilers.Get().(*compiler)
+	defer c.release()
+	*c = compiler{scratch: c.scratch, p: p, insns: p.Insns, checks: p.Checks, bmi2: cpu.X86.HasBMI2 && !o.noBMI2}
 	if err := c.prepare(); err != nil {
 		return nil, fmt.Errorf("jit: %w", err)
 	}
@@ -218,6 +227,26 @@ func compile(p *program.Program, o options) (*Code, error) {
 		Loops:        c.loops}, nil
 }
 
+// compilers holds compilers between compilations, for their scratch memory.
+var compilers = sync.Pool{New: func() any { return new(compiler) }}
+
+// release returns c to compilers, unless its scratch memory grew large.
+func (c *compiler) release() {
+	if len(c.a.buf) > 1<<20 {
+		return
+	}
+	*c = compiler{scratch: c.scratch}
+	compilers.Put(c)
+}
+
+// reuse returns s emptied, with room for n elements.
+func reuse[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, 0, n)
+	}
+	return s[:0]
+}
+
 // prepare checks the program's structure and computes per-function facts.
 func (c *compiler) prepare() error {
 	p := c.p
@@ -233,7 +262,8 @@ func (c *compiler) prepare() error {
 		c.funcs = []program.Func{{Start: 0, End: n}}
 	}
 	funcs := c.funcs
-	c.pcs = make([]pcInfo, n)
+	c.pcs = reuse(c.pcs, n)[:n]
+	clear(c.pcs)
 	pcs := c.pcs
 	for k, f := range funcs {
 		if f.Start >= f.End || f.End > n || k == 0 && f.Start != 0 || k > 0 && f.Start != funcs[k-1].End {
@@ -246,7 +276,8 @@ func (c *compiler) prepare() error {
 	if last := funcs[len(funcs)-1].End; last != n {
 		return fmt.Errorf("instructions from %d belong to no function", last)
 	}
-	c.fns = make([]funcInfo, len(funcs))
+	c.fns = reuse(c.fns, len(funcs))[:len(funcs)]
+	clear(c.fns)
 	var written uint16 // registers the current function writes
 	for pc := 0; pc < n; pc++ {
 		ins := c.insns[pc]
@@ -320,7 +351,6 @@ func (c *compiler) prepare() error {
 	}
 	c.fns[pcs[n-1].fn].setSaved(written)
 	c.fns[0].nsaved = 0 // the entry saves every callee-saved register itself
-	c.guessStackPointers()
 	c.nfixed = n + len(funcs)
 	return nil
 }
@@ -336,43 +366,38 @@ func (f *funcInfo) setSaved(written uint16) {
 	}
 }
 
-// guessStackPointers fills the instructions' stackish: in each function, r10 points into the
-// stack, and so does a copy of a register that does, plus or minus anything. Control flow is
-// ignored: the guess only decides which bounds check runs inline.
-func (c *compiler) guessStackPointers() {
-	for _, f := range c.funcs {
-		st := uint16(1) << isa.R10
-		for pc := f.Start; pc < f.End; pc++ {
-			c.pcs[pc].stackish = st
-			ins := c.insns[pc]
-			dst, src := ins.Dst(), ins.Src()
-			op := isa.Operation(ins.Op)
-			switch {
-			case isa.Class(ins.Op) == isa.ClassALU64 && op == isa.ALUMov && isa.Source(ins.Op) == isa.SrcX && ins.Off == 0:
-				st = st&^(1<<dst) | (st>>src&1)<<dst
-			case isa.Class(ins.Op) == isa.ClassALU64 && (op == isa.ALUAdd || op == isa.ALUSub):
-				if isa.Source(ins.Op) == isa.SrcX {
-					st |= (st >> src & 1) << dst
-				}
-			case ins.Op == isa.OpCall || ins.Op == isa.OpCallX:
-				st &^= 0x3f
-			default:
-				if r, ok := written1(ins); ok {
-					st &^= 1 << r
-				}
-			}
-		}
+// stackStep returns which registers probably point into the stack after ins, given st before
+// it (bit r for register r): r10 does, and so does a copy of a register that does, plus or minus
+// anything. Control flow is ignored: the guess, a linear scan of each function, only decides
+// which bounds check runs inline.
+func stackStep(st uint16, ins isa.Instruction) uint16 {
+	dst, src := ins.Dst(), ins.Src()
+	switch {
+	case ins.Op == isa.OpMov64Reg && ins.Off == 0:
+		return st&^(1<<dst) | (st>>src&1)<<dst
+	case ins.Op == isa.ClassALU64|isa.ALUAdd|isa.SrcX || ins.Op == isa.ClassALU64|isa.ALUSub|isa.SrcX:
+		return st | (st>>src&1)<<dst
+	case ins.Op == isa.ClassALU64|isa.ALUAdd|isa.SrcK || ins.Op == isa.ClassALU64|isa.ALUSub|isa.SrcK:
+		return st
+	case ins.Op == isa.OpCall || ins.Op == isa.OpCallX:
+		return st &^ 0x3f
 	}
+	if r, ok := written1(ins); ok {
+		st &^= 1 << r
+	}
+	return st
 }
 
 // fuseLea emits "mov dst, src" followed by "add dst, imm", "sub dst, imm" or "add dst, src2"
 // (64-bit, nothing jumping between them) as one lea, and reports whether it did.
 func (c *compiler) fuseLea(pc int) bool {
-	if pc+1 >= len(c.insns) || c.pcs[pc+1].flags&pcTarget != 0 || c.pcs[pc+1].fn != c.pcs[pc].fn {
+	mov := c.insns[pc]
+	if mov.Op != isa.OpMov64Reg || mov.Off != 0 || mov.Dst() == mov.Src() ||
+		pc+1 >= len(c.insns) || c.pcs[pc+1].flags&pcTarget != 0 || c.pcs[pc+1].fn != c.pcs[pc].fn {
 		return false
 	}
-	mov, next := c.insns[pc], c.insns[pc+1]
-	if mov.Op != isa.OpMov64Reg || mov.Off != 0 || mov.Dst() == mov.Src() || next.Dst() != mov.Dst() {
+	next := c.insns[pc+1]
+	if next.Dst() != mov.Dst() {
 		return false
 	}
 	dst, src := regMap[mov.Dst()], regMap[mov.Src()]
@@ -449,7 +474,7 @@ func (c *compiler) place(l label) { c.labels[l] = c.here() }
 
 // here returns the current position as a placed label.
 func (c *compiler) here() labelAt {
-	return labelAt{pos: int32(len(c.a.b)), item: int32(len(c.items))}
+	return labelAt{pos: int32(c.a.n), item: int32(len(c.items))}
 }
 
 // final returns the position of a placed label in the final code.
@@ -457,26 +482,27 @@ func (c *compiler) final(l labelAt) int32 { return l.pos + c.delta[l.item] }
 
 // jcc emits a conditional branch to l; far says the target is probably far (a stub).
 func (c *compiler) jcc(cc cond, l label, far bool) {
-	c.items = append(c.items, item{pos: int32(len(c.a.b)), to: l, kind: itemJcc, cc: cc, long: far})
-	c.a.b = append(c.a.b, 0x0f, 0x80|byte(cc), 0, 0, 0, 0)
+	c.items = append(c.items, item{pos: int32(c.a.n), to: l, kind: itemJcc, cc: cc, long: far})
+	c.a.put(0x800f|uint64(cc)<<8, jccLong)
 }
 
 // jmp emits an unconditional branch to l.
 func (c *compiler) jmp(l label, far bool) {
-	c.items = append(c.items, item{pos: int32(len(c.a.b)), to: l, kind: itemJmp, long: far})
-	c.a.b = append(c.a.b, 0xe9, 0, 0, 0, 0)
+	c.items = append(c.items, item{pos: int32(c.a.n), to: l, kind: itemJmp, long: far})
+	c.a.put(0xe9, jmpLong)
 }
 
 // call emits a near call to l.
 func (c *compiler) call(l label) {
-	c.items = append(c.items, item{pos: int32(len(c.a.b)), to: l, kind: itemCall, long: true})
-	c.a.b = append(c.a.b, 0xe8, 0, 0, 0, 0)
+	c.items = append(c.items, item{pos: int32(c.a.n), to: l, kind: itemCall, long: true})
+	c.a.put(0xe8, callLen)
 }
 
 // align16 emits the padding to the next multiple of 16 bytes.
 func (c *compiler) align16() {
-	c.items = append(c.items, item{pos: int32(len(c.a.b)), kind: itemAlign})
-	c.a.b = append(c.a.b, make([]byte, alignReserve)...)
+	c.items = append(c.items, item{pos: int32(c.a.n), kind: itemAlign})
+	c.a.reserve(alignReserve)
+	c.a.n += alignReserve
 }
 
 // layout chooses the branches' sizes: starting from short (rel8) for all but those emitted
@@ -490,7 +516,7 @@ func (c *compiler) layout() error {
 			return fmt.Errorf("branch to an unplaced label %d", it.to)
 		}
 	}
-	c.delta = make([]int32, len(items)+1)
+	c.delta = reuse(c.delta, len(items)+1)[:len(items)+1]
 	delta := c.delta
 	for {
 		var d int32
@@ -525,53 +551,57 @@ func (c *compiler) layout() error {
 	}
 }
 
-// finish moves the code to its final layout, in place, and returns it: each item shrinks to
-// its final size (never more than its first-pass size, so the code only moves down).
+// finish returns the code in its final layout: the first-pass code with each item in its
+// final form.
 func (c *compiler) finish() []byte {
-	b := c.a.b
+	b := c.a.code()
+	out := make([]byte, int32(len(b))+c.delta[len(c.items)])
 	var dst, src int32
 	for _, it := range c.items {
-		dst += int32(copy(b[dst:], b[src:it.pos]))
+		dst += int32(copy(out[dst:], b[src:it.pos]))
 		if it.kind == itemAlign {
-			dst += int32(putNops(b[dst:], int(-dst&15)))
+			dst += int32(putNops(out[dst:], int(-dst&15)))
 			src = it.pos + alignReserve
 			continue
 		}
 		var n int
 		switch it.kind {
 		case itemJcc:
-			n = putJcc(b[dst:], it.cc, it.long)
+			n = putJcc(out[dst:], it.cc, it.long)
 			src = it.pos + jccLong
 		case itemJmp:
-			n = putJmp(b[dst:], it.long)
+			n = putJmp(out[dst:], it.long)
 			src = it.pos + jmpLong
 		default:
-			n = putCall(b[dst:])
+			n = putCall(out[dst:])
 			src = it.pos + callLen
 		}
 		dst += int32(n)
 		to := c.labels[it.to]
 		d := to.pos + c.delta[to.item] - dst
 		if it.long {
-			putInt32(b[dst-4:], d)
+			putInt32(out[dst-4:], d)
 		} else {
-			b[dst-1] = byte(int8(d))
+			out[dst-1] = byte(int8(d))
 		}
 	}
-	dst += int32(copy(b[dst:], b[src:]))
-	return b[:dst:dst]
+	copy(out[dst:], b[src:])
+	return out
 }
 
 // emit produces the first-pass code.
 func (c *compiler) emit() error {
 	n := len(c.insns)
-	c.a.b = make([]byte, 0, 48*n+1024)
-	c.items = make([]item, 0, n+n/2)
-	c.labels = make([]labelAt, c.nfixed, c.nfixed+n)
+	if size := 16*n + 1024; len(c.a.buf) < size { // typical code; a larger one grows it
+		c.a.buf = make([]byte, size)
+	}
+	c.a.n = 0
+	c.items = reuse(c.items, n+n/2)
+	c.labels = reuse(c.labels, c.nfixed+n)[:c.nfixed]
 	for i := range c.labels {
 		c.labels[i].pos = -1
 	}
-	c.stubs = make([]stub, 0, n/4)
+	c.stubs = reuse(c.stubs, n/4)
 	c.checkRegions, c.faultExit = -1, -1
 
 	c.prologue()
@@ -580,21 +610,28 @@ func (c *compiler) emit() error {
 			c.place(c.funcEntry(k))
 			c.subPrologue(k)
 		}
+		c.fn = k
+		st := uint16(1) << isa.R10
 		for pc := f.Start; pc < f.End; pc++ {
 			if c.pcs[pc].flags&pcLoopHead != 0 {
 				c.align16()
 			}
 			c.place(label(pc))
+			ins := c.insns[pc]
 			if c.fuseLea(pc) {
+				st = stackStep(stackStep(st, ins), c.insns[pc+1])
 				pc++
 				c.place(label(pc))
 				continue
 			}
+			c.stackish = st
 			if err := c.insn(pc); err != nil {
-				return fmt.Errorf("instruction %d (%s): %w", pc, describe(c.insns[pc]), err)
+				return fmt.Errorf("instruction %d (%s): %w", pc, describe(ins), err)
 			}
-			if c.insns[pc].Op == isa.OpLdDW {
+			st = stackStep(st, ins)
+			if ins.Op == isa.OpLdDW {
 				pc++
+				st = stackStep(st, c.insns[pc])
 				c.place(label(pc))
 			}
 		}
@@ -624,12 +661,12 @@ func (c *compiler) prologue() {
 	}
 	a.aluRI(true, aluSub, rsp, 8) // 16-byte alignment for helper calls
 	a.movRR(true, rBlk, rdi)
-	a.opRM(true, []byte{0x89}, rsp, at(rBlk, offEntrySP))
+	a.opRM(true, 0x89, rsp, at(rBlk, offEntrySP))
 	a.storeImm(8, at(rBlk, offFault), 0)
-	a.opRM(true, []byte{0x8b}, rbp, at(rBlk, offStack))
+	a.opRM(true, 0x8b, rbp, at(rBlk, offStack))
 	if len(c.funcs) > 1 {
 		a.lea(rTmp, at(rbp, 2*512))
-		a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offFrameLimit))
+		a.opRM(true, 0x89, rTmp, at(rBlk, offFrameLimit))
 	}
 	a.lea(rbp, at(rbp, StackSize))
 	if c.regionUses != 0 {
@@ -641,7 +678,7 @@ func (c *compiler) prologue() {
 	a.movRR(true, rcx, r8)
 	a.movRR(true, r8, r9)
 	if c.loops {
-		a.opRM(true, []byte{0x8b}, rBudget, at(rBlk, offBudget))
+		a.opRM(true, 0x8b, rBudget, at(rBlk, offBudget))
 		a.testRR(true, rBudget, rBudget)
 		l := c.newLabel()
 		c.jcc(condNE, l, false)
@@ -657,13 +694,13 @@ func (c *compiler) prologue() {
 func (c *compiler) regionLimits() {
 	a := &c.a
 	a.aluRR(false, aluXor, rax, rax)
-	a.opRM(true, []byte{0x8b}, rAux, at(rBlk, offRegions+8))
-	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offRegions))
-	a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offR0Start))
+	a.opRM(true, 0x8b, rAux, at(rBlk, offRegions+8))
+	a.opRM(true, 0x8b, rTmp, at(rBlk, offRegions))
+	a.opRM(true, 0x89, rTmp, at(rBlk, offR0Start))
 	a.aluRR(true, aluSub, rAux, rTmp) // the length
 	a.aluMI(true, aluCmp, at(rBlk, offNumRegions), 0)
 	a.cmovRR(true, condE, rAux, rax)
-	a.opRM(true, []byte{0x8b}, rbx, at(rBlk, offRegions+16)) // writable
+	a.opRM(true, 0x8b, rbx, at(rBlk, offRegions+16)) // writable
 	for k := 0; k < 8; k++ {
 		if c.regionUses&(1<<k) == 0 {
 			continue
@@ -676,7 +713,7 @@ func (c *compiler) regionLimits() {
 			a.testRR(true, rbx, rbx)
 			a.cmovRR(true, condE, rTmp, rax)
 		}
-		a.opRM(true, []byte{0x89}, rTmp, at(rBlk, int32(offR0Limit+8*k)))
+		a.opRM(true, 0x89, rTmp, at(rBlk, int32(offR0Limit+8*k)))
 	}
 }
 
@@ -708,13 +745,13 @@ func (c *compiler) subPrologue(k int) {
 	if f.checkSizes == 0 {
 		return
 	}
-	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offStack))
+	a.opRM(true, 0x8b, rTmp, at(rBlk, offStack))
 	a.aluRI(true, aluAdd, rTmp, StackSize+512)
 	a.aluRR(true, aluSub, rTmp, rbp) // the span: stack top - (rbp - 512)
 	for i, size := range []int{1, 2, 4, 8} {
 		if f.checkSizes&(1<<i) != 0 {
 			a.lea(rAux, at(rTmp, int32(-size)))
-			a.opRM(true, []byte{0x89}, rAux, at(rsp, spanSlot(size)))
+			a.opRM(true, 0x89, rAux, at(rsp, spanSlot(size)))
 		}
 	}
 }
@@ -784,7 +821,7 @@ func (c *compiler) emitStubs() {
 			c.jmp(s.resume, true)
 		case stubFault:
 			if s.addr {
-				a.opRM(true, []byte{0x89}, rAux, at(rBlk, offFaultAddr))
+				a.opRM(true, 0x89, rAux, at(rBlk, offFaultAddr))
 				a.storeImm(8, at(rBlk, offFaultInfo), int32(s.size))
 			}
 			a.storeImm(4, at(rBlk, offFaultPC), int32(s.info))
@@ -797,7 +834,7 @@ func (c *compiler) emitStubs() {
 	}
 	if c.faultExit >= 0 {
 		c.place(c.faultExit)
-		a.opRM(true, []byte{0x8b}, rsp, at(rBlk, offEntrySP))
+		a.opRM(true, 0x8b, rsp, at(rBlk, offEntrySP))
 		a.aluRR(false, aluXor, rax, rax)
 		c.epilogue()
 	}
@@ -812,7 +849,7 @@ func (c *compiler) emitCheckRegions() {
 	for _, r := range []reg{rax, rcx, rdx, rsi} {
 		a.push(r)
 	}
-	a.opRM(true, []byte{0x8b}, rcx, at(rBlk, offNumRegions))
+	a.opRM(true, 0x8b, rcx, at(rBlk, offNumRegions))
 	a.lea(rax, at(rBlk, offRegions))
 	a.movRR(false, rdx, rTmp)
 	a.aluRI(false, aluAnd, rdx, 0x7f)
@@ -822,7 +859,7 @@ func (c *compiler) emitCheckRegions() {
 	c.jcc(condE, fail, false)
 	a.aluRM(true, aluCmp, rAux, at(rax, 0)) // addr < start
 	c.jcc(condB, next, false)
-	a.opRM(true, []byte{0x8b}, rsi, at(rax, 8))
+	a.opRM(true, 0x8b, rsi, at(rax, 8))
 	a.aluRR(true, aluSub, rsi, rAux) // end - addr, borrow when addr > end
 	c.jcc(condB, next, false)
 	a.aluRR(true, aluCmp, rsi, rdx) // room < size
@@ -841,10 +878,10 @@ func (c *compiler) emitCheckRegions() {
 	}
 	a.ret()
 	c.place(fail)
-	a.opRM(true, []byte{0x89}, rAux, at(rBlk, offFaultAddr))
-	a.opRM(true, []byte{0x89}, rTmp, at(rBlk, offFaultInfo))
+	a.opRM(true, 0x89, rAux, at(rBlk, offFaultAddr))
+	a.opRM(true, 0x89, rTmp, at(rBlk, offFaultInfo))
 	a.shiftRI(false, shShr, rTmp, 8)
-	a.opRM(false, []byte{0x89}, rTmp, at(rBlk, offFaultPC))
+	a.opRM(false, 0x89, rTmp, at(rBlk, offFaultPC))
 	a.storeImm(4, at(rBlk, offFault), FaultBounds)
 	c.jmp(c.faultExit, true)
 }

@@ -368,7 +368,7 @@ func (c *compiler) callInsn(pc int, ins isa.Instruction) error {
 		a.aluMI(true, aluCmp, at(rBlk, offNumHelpers), ins.Imm)
 		c.jcc(condBE, c.faultStub(FaultCallx, pc), true)
 		c.helperCall(func() {
-			a.opRM(true, []byte{0x8b}, rax, at(rBlk, offHelpers))
+			a.opRM(true, 0x8b, rax, at(rBlk, offHelpers))
 			a.callM(at(rax, ins.Imm*8))
 		})
 		return nil
@@ -377,8 +377,8 @@ func (c *compiler) callInsn(pc int, ins isa.Instruction) error {
 		a.aluRM(true, aluCmp, rAux, at(rBlk, offNumHelpers))
 		fault := c.faultStub(FaultCallx, pc)
 		c.jcc(condAE, fault, true)
-		a.opRM(true, []byte{0x8b}, rax, at(rBlk, offHelpers))
-		a.opRM(true, []byte{0x8b}, rax, mem{base: rax, index: rAux, scale: 8})
+		a.opRM(true, 0x8b, rax, at(rBlk, offHelpers))
+		a.opRM(true, 0x8b, rax, mem{base: rax, index: rAux, scale: 8})
 		a.testRR(true, rax, rax)
 		c.jcc(condE, fault, true)
 		c.helperCall(func() { a.callR(rax) })
@@ -392,12 +392,12 @@ func (c *compiler) callInsn(pc int, ins isa.Instruction) error {
 func (c *compiler) helperCall(call func()) {
 	a := &c.a
 	if c.loops {
-		a.opRM(true, []byte{0x89}, rBudget, at(rBlk, offBudget))
+		a.opRM(true, 0x89, rBudget, at(rBlk, offBudget))
 	}
 	a.movRR(true, r9, rBlk)
 	call()
 	if c.loops {
-		a.opRM(true, []byte{0x8b}, rBudget, at(rBlk, offBudget))
+		a.opRM(true, 0x8b, rBudget, at(rBlk, offBudget))
 	}
 }
 
@@ -423,8 +423,8 @@ func (c *compiler) ld(pc int, ins isa.Instruction) error {
 		if ins.Src() == isa.PseudoMapValue {
 			base = offMapValues
 		}
-		a.opRM(true, []byte{0x8b}, rAux, at(rBlk, base))
-		a.opRM(true, []byte{0x8b}, dst, at(rAux, ins.Imm*8))
+		a.opRM(true, 0x8b, rAux, at(rBlk, base))
+		a.opRM(true, 0x8b, dst, at(rAux, ins.Imm*8))
 		if ins.Src() == isa.PseudoMapValue && next.Imm != 0 {
 			if next.Imm > 0 {
 				a.aluRI(true, aluAdd, dst, next.Imm)
@@ -462,7 +462,7 @@ func (c *compiler) ldPacket(pc int, ins isa.Instruction) error {
 	if c.faultExit < 0 {
 		c.faultExit = c.newLabel()
 	}
-	a.opRM(true, []byte{0x8b}, rTmp, at(rBlk, offPacketLen))
+	a.opRM(true, 0x8b, rTmp, at(rBlk, offPacketLen))
 	a.aluRI(true, aluSub, rTmp, int32(size))
 	c.jcc(condB, c.faultExit, true) // shorter than the load: r0 = 0, no fault
 	a.aluRR(true, aluCmp, rAux, rTmp)
@@ -514,7 +514,7 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 			ebpfBase = uint8(r)
 		}
 	}
-	s.stackFirst = c.pcs[pc].stackish>>ebpfBase&1 != 0
+	s.stackFirst = c.stackish>>ebpfBase&1 != 0
 	if s.stackFirst {
 		c.stackCheck(int(s.fn), m, size)
 		c.jcc(condA, s.at, true)
@@ -641,8 +641,8 @@ func (c *compiler) atomic(pc int, ins isa.Instruction, size int, dst, src reg) e
 			op = aluXor
 		}
 		// A compare-and-exchange loop on rax; r0 and the operand wait in the block's spill slots.
-		a.opRM(true, []byte{0x89}, rax, at(rBlk, offSpill))
-		a.opRM(true, []byte{0x89}, src, at(rBlk, offSpill+8))
+		a.opRM(true, 0x89, rax, at(rBlk, offSpill))
+		a.opRM(true, 0x89, src, at(rBlk, offSpill+8))
 		a.load(size, rax, at(rAux, 0))
 		loop := c.newLabel()
 		c.place(loop)
@@ -652,7 +652,7 @@ func (c *compiler) atomic(pc int, ins isa.Instruction, size int, dst, src reg) e
 		c.jcc(condNE, loop, false)
 		a.movRR(w, src, rax)
 		if src != rax {
-			a.opRM(true, []byte{0x8b}, rax, at(rBlk, offSpill))
+			a.opRM(true, 0x8b, rax, at(rBlk, offSpill))
 		}
 	default:
 		return fmt.Errorf("unknown atomic operation %#x", ins.Imm)

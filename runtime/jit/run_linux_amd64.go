@@ -149,7 +149,7 @@ func makeThunks(n int) (*thunks, error) {
 		a.movRI(false, rax, int64(id))
 		a.movRI(true, rAux, int64(stub))
 		a.jmpR(rAux)
-		copy(m[id*thunkSize:], a.b)
+		copy(m[id*thunkSize:], a.code())
 		*(*uint64)(unsafe.Pointer(&m[code+8*id])) = uint64(base) + uint64(id*thunkSize)
 	}
 	if err := unix.Mprotect(m, unix.PROT_READ|unix.PROT_EXEC); err != nil {

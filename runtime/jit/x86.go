@@ -1,5 +1,7 @@
 package jit
 
+import "encoding/binary"
+
 // This file is a small x86-64 encoder: just the instruction forms the compiler emits. Every
 // form is checked against golang.org/x/arch/x86/x86asm by x86_test.go.
 
@@ -25,8 +27,9 @@ const (
 	r15
 )
 
-// noReg marks an absent index register in a memory operand.
-const noReg reg = 0xff
+// noReg marks an absent index register in a memory operand, or an absent register in a REX
+// prefix (bit 3 clear: it sets no REX bit).
+const noReg reg = 0x10
 
 // mem is a memory operand [base + index*scale + disp].
 type mem struct {
@@ -75,44 +78,83 @@ const (
 	shSar = 7
 )
 
-// asm accumulates machine code.
+// asm accumulates machine code: the code is buf[:n]. The length is kept apart from the
+// buffer so that emitting a byte stores no pointer (no write barrier).
 type asm struct {
-	b []byte
+	buf []byte
+	n   int
 }
 
-func (a *asm) pos() int { return len(a.b) }
+// opcode is a one-byte opcode, or a two-byte one 0F xx written 0x0fxx.
+type opcode uint16
 
-func (a *asm) byte1(b byte)    { a.b = append(a.b, b) }
-func (a *asm) bytes(b ...byte) { a.b = append(a.b, b...) }
-func (a *asm) imm8(v int8)     { a.b = append(a.b, byte(v)) }
-func (a *asm) imm16(v uint16)  { a.b = append(a.b, byte(v), byte(v>>8)) }
-func (a *asm) imm32(v int32)   { a.b = append(a.b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24)) }
-func (a *asm) imm64(v uint64)  { a.imm32(int32(v)); a.imm32(int32(v >> 32)) }
+func (a *asm) pos() int { return a.n }
+
+// code returns the code emitted.
+func (a *asm) code() []byte { return a.buf[:a.n] }
+
+// reserve makes room for k more bytes.
+func (a *asm) reserve(k int) {
+	if len(a.buf)-a.n < k {
+		b := make([]byte, 2*len(a.buf)+k)
+		copy(b, a.buf[:a.n])
+		a.buf = b
+	}
+}
+
+// put appends the low n (at most 8) bytes of v, little-endian: one store.
+func (a *asm) put(v uint64, n int) {
+	if len(a.buf)-a.n < 8 {
+		a.reserve(8)
+	}
+	binary.LittleEndian.PutUint64(a.buf[a.n:], v)
+	a.n += n
+}
+
+func (a *asm) byte1(b byte)    { a.put(uint64(b), 1) }
+func (a *asm) bytes(b ...byte) {
+	a.reserve(len(b))
+	a.n += copy(a.buf[a.n:], b)
+}
+func (a *asm) imm8(v int8)     { a.put(uint64(uint8(v)), 1) }
+func (a *asm) imm16(v uint16)  { a.put(uint64(v), 2) }
+func (a *asm) imm32(v int32)   { a.put(uint64(uint32(v)), 4) }
+func (a *asm) imm64(v uint64)  { a.put(v, 8) }
 func fitsInt8(v int64) bool    { return v >= -128 && v <= 127 }
 func fitsInt32(v int64) bool   { return v >= -1<<31 && v <= 1<<31-1 }
 func putInt32(b []byte, v int32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }
 
-// rex emits a REX prefix when one is needed: for a 64-bit operand (w), for an extended
-// register in the reg, index or base field, or when force is set (byte access to sil/dil/...).
-func (a *asm) rex(w bool, r, x, b reg, force bool) {
-	p := byte(0x40)
+// rexByte returns the REX prefix for a 64-bit operand (w) and the extended registers in the
+// reg, index and base fields, and whether it is needed (force: a byte access to sil/dil/...).
+func rexByte(w bool, r, x, b reg, force bool) (byte, bool) {
+	p := byte(0x40) | byte(r>>3&1)<<2 | byte(x>>3&1)<<1 | byte(b>>3&1)
 	if w {
 		p |= 8
 	}
-	if r != noReg && r&8 != 0 {
-		p |= 4
-	}
-	if x != noReg && x&8 != 0 {
-		p |= 2
-	}
-	if b != noReg && b&8 != 0 {
-		p |= 1
-	}
-	if p != 0x40 || force {
+	return p, p != 0x40 || force
+}
+
+// rex emits a REX prefix when one is needed: for a 64-bit operand (w), for an extended
+// register in the reg, index or base field, or when force is set (byte access to sil/dil/...).
+func (a *asm) rex(w bool, r, x, b reg, force bool) {
+	if p, ok := rexByte(w, r, x, b, force); ok {
 		a.byte1(p)
 	}
+}
+
+// prefix returns the REX prefix (when needed) and the opcode as bytes, and their number.
+func prefix(w bool, r, x, b reg, force bool, op opcode) (uint64, int) {
+	var v uint64
+	n := 0
+	if p, ok := rexByte(w, r, x, b, force); ok {
+		v, n = uint64(p), 1
+	}
+	if op > 0xff {
+		return v | uint64(0x0f)<<(8*n) | uint64(byte(op))<<(8*n+8), n + 2
+	}
+	return v | uint64(op)<<(8*n), n + 1
 }
 
 // byteForce reports whether a byte access to r needs a REX prefix to mean the low byte of the
@@ -122,8 +164,9 @@ func byteForce(r reg) bool { return r >= rsp && r <= rdi }
 // modrmReg emits the ModRM byte of a register-direct operand.
 func (a *asm) modrmReg(r, rm reg) { a.byte1(0xc0 | byte(r&7)<<3 | byte(rm&7)) }
 
-// modrmMem emits the ModRM byte (and SIB and displacement) of a memory operand.
-func (a *asm) modrmMem(r reg, m mem) {
+// modrmMemBytes returns the ModRM byte, SIB and displacement of a memory operand, and their
+// number (at most 6).
+func modrmMemBytes(r reg, m mem) (uint64, int) {
 	var mod byte
 	switch {
 	case m.disp == 0 && m.base&7 != rbp:
@@ -133,10 +176,11 @@ func (a *asm) modrmMem(r reg, m mem) {
 	default:
 		mod = 0x80
 	}
+	var v uint64
+	n := 1
 	if m.index == noReg && m.base&7 != rsp {
-		a.byte1(mod | byte(r&7)<<3 | byte(m.base&7))
+		v = uint64(mod | byte(r&7)<<3 | byte(m.base&7))
 	} else {
-		a.byte1(mod | byte(r&7)<<3 | 4)
 		idx := byte(4) // no index
 		if m.index != noReg {
 			idx = byte(m.index & 7)
@@ -150,72 +194,93 @@ func (a *asm) modrmMem(r reg, m mem) {
 		case 8:
 			ss = 3
 		}
-		a.byte1(ss<<6 | idx<<3 | byte(m.base&7))
+		v = uint64(mod|byte(r&7)<<3|4) | uint64(ss<<6|idx<<3|byte(m.base&7))<<8
+		n = 2
 	}
 	switch mod {
 	case 0x40:
-		a.imm8(int8(m.disp))
+		return v | uint64(uint8(m.disp))<<(8*n), n + 1
 	case 0x80:
-		a.imm32(m.disp)
+		return v | uint64(uint32(m.disp))<<(8*n), n + 4
 	}
+	return v, n
+}
+
+// modrmMem emits the ModRM byte (and SIB and displacement) of a memory operand.
+func (a *asm) modrmMem(r reg, m mem) {
+	v, n := modrmMemBytes(r, m)
+	a.put(v, n)
 }
 
 // opRR emits a two-register instruction "op rm, r" (or "op r, rm", as the opcode says).
-func (a *asm) opRR(w bool, op []byte, r, rm reg) {
-	a.rex(w, r, noReg, rm, false)
-	a.bytes(op...)
-	a.modrmReg(r, rm)
+func (a *asm) opRR(w bool, op opcode, r, rm reg) {
+	v, n := prefix(w, r, noReg, rm, false, op)
+	a.put(v|uint64(0xc0|byte(r&7)<<3|byte(rm&7))<<(8*n), n+1)
+}
+
+// opRRImm emits opRR followed by an immediate of k (1 or 4) bytes.
+func (a *asm) opRRImm(w bool, op opcode, r, rm reg, imm int32, k int) {
+	v, n := prefix(w, r, noReg, rm, false, op)
+	v |= uint64(0xc0|byte(r&7)<<3|byte(rm&7)) << (8 * n)
+	n++
+	if k == 1 {
+		a.put(v|uint64(uint8(imm))<<(8*n), n+1)
+		return
+	}
+	a.put(v|uint64(uint32(imm))<<(8*n), n+4) // at most 4 + 4 bytes
 }
 
 // opRM emits an instruction with a register and a memory operand.
-func (a *asm) opRM(w bool, op []byte, r reg, m mem) {
-	a.rex(w, r, m.index, m.base, false)
-	a.bytes(op...)
-	a.modrmMem(r, m)
+func (a *asm) opRM(w bool, op opcode, r reg, m mem) {
+	v, n := prefix(w, r, m.index, m.base, false, op)
+	mv, mn := modrmMemBytes(r, m)
+	if n+mn <= 8 {
+		a.put(v|mv<<(8*n), n+mn)
+		return
+	}
+	a.put(v, n)
+	a.put(mv, mn)
 }
 
 // aluRR emits "op dst, src" for op in aluAdd..aluCmp.
-func (a *asm) aluRR(w bool, op int, dst, src reg) { a.opRR(w, []byte{byte(op<<3 | 1)}, src, dst) }
+func (a *asm) aluRR(w bool, op int, dst, src reg) { a.opRR(w, opcode(op<<3 | 1), src, dst) }
 
 // aluRI emits "op dst, imm" with the immediate sign-extended.
 func (a *asm) aluRI(w bool, op int, dst reg, imm int32) {
 	if fitsInt8(int64(imm)) {
-		a.opRR(w, []byte{0x83}, reg(op), dst)
-		a.imm8(int8(imm))
+		a.opRRImm(w, 0x83, reg(op), dst, imm, 1)
 		return
 	}
 	if dst == rax {
-		a.rex(w, noReg, noReg, noReg, false)
-		a.byte1(byte(op<<3 | 5))
-		a.imm32(imm)
+		v, n := prefix(w, noReg, noReg, noReg, false, opcode(op<<3|5))
+		a.put(v|uint64(uint32(imm))<<(8*n), n+4)
 		return
 	}
-	a.opRR(w, []byte{0x81}, reg(op), dst)
-	a.imm32(imm)
+	a.opRRImm(w, 0x81, reg(op), dst, imm, 4)
 }
 
 // aluRM emits "op r, [m]" (r = r op mem).
-func (a *asm) aluRM(w bool, op int, r reg, m mem) { a.opRM(w, []byte{byte(op<<3 | 3)}, r, m) }
+func (a *asm) aluRM(w bool, op int, r reg, m mem) { a.opRM(w, opcode(op<<3 | 3), r, m) }
 
 // aluMI emits "op [m], imm" for a 64- or 32-bit memory operand.
 func (a *asm) aluMI(w bool, op int, m mem, imm int32) {
 	if fitsInt8(int64(imm)) {
-		a.opRM(w, []byte{0x83}, reg(op), m)
+		a.opRM(w, 0x83, reg(op), m)
 		a.imm8(int8(imm))
 		return
 	}
-	a.opRM(w, []byte{0x81}, reg(op), m)
+	a.opRM(w, 0x81, reg(op), m)
 	a.imm32(imm)
 }
 
 // lockAluMR emits "lock op [m], r".
 func (a *asm) lockAluMR(w bool, op int, m mem, r reg) {
 	a.byte1(0xf0)
-	a.opRM(w, []byte{byte(op<<3 | 1)}, r, m)
+	a.opRM(w, opcode(op<<3 | 1), r, m)
 }
 
 // movRR emits "mov dst, src".
-func (a *asm) movRR(w bool, dst, src reg) { a.opRR(w, []byte{0x89}, src, dst) }
+func (a *asm) movRR(w bool, dst, src reg) { a.opRR(w, 0x89, src, dst) }
 
 // movRI emits the shortest "mov dst, imm" that gives dst the 64-bit value v (or, when !w, the
 // 32-bit value zero-extended).
@@ -227,16 +292,14 @@ func (a *asm) movRI(w bool, dst reg, v int64) {
 	case v == 0:
 		a.aluRR(false, aluXor, dst, dst)
 	case v > 0 && v <= 1<<32-1:
-		a.rex(false, noReg, noReg, dst, false)
-		a.byte1(0xb8 + byte(dst&7))
-		a.imm32(int32(uint32(v)))
+		p, n := prefix(false, noReg, noReg, dst, false, opcode(0xb8+dst&7))
+		a.put(p|uint64(v)<<(8*n), n+4)
 	case fitsInt32(v):
-		a.opRR(true, []byte{0xc7}, 0, dst)
-		a.imm32(int32(v))
+		a.opRRImm(true, 0xc7, 0, dst, int32(v), 4)
 	default:
-		a.rex(true, noReg, noReg, dst, false)
-		a.byte1(0xb8 + byte(dst&7))
-		a.imm64(uint64(v))
+		p, n := prefix(true, noReg, noReg, dst, false, opcode(0xb8+dst&7))
+		a.put(p, n)
+		a.put(uint64(v), 8)
 	}
 }
 
@@ -244,13 +307,13 @@ func (a *asm) movRI(w bool, dst reg, v int64) {
 func (a *asm) load(size int, dst reg, m mem) {
 	switch size {
 	case 1:
-		a.opRM(false, []byte{0x0f, 0xb6}, dst, m)
+		a.opRM(false, 0x0fb6, dst, m)
 	case 2:
-		a.opRM(false, []byte{0x0f, 0xb7}, dst, m)
+		a.opRM(false, 0x0fb7, dst, m)
 	case 4:
-		a.opRM(false, []byte{0x8b}, dst, m)
+		a.opRM(false, 0x8b, dst, m)
 	default:
-		a.opRM(true, []byte{0x8b}, dst, m)
+		a.opRM(true, 0x8b, dst, m)
 	}
 }
 
@@ -258,13 +321,13 @@ func (a *asm) load(size int, dst reg, m mem) {
 func (a *asm) loadSX(size int, dst reg, m mem) {
 	switch size {
 	case 1:
-		a.opRM(true, []byte{0x0f, 0xbe}, dst, m)
+		a.opRM(true, 0x0fbe, dst, m)
 	case 2:
-		a.opRM(true, []byte{0x0f, 0xbf}, dst, m)
+		a.opRM(true, 0x0fbf, dst, m)
 	case 4:
-		a.opRM(true, []byte{0x63}, dst, m)
+		a.opRM(true, 0x63, dst, m)
 	default:
-		a.opRM(true, []byte{0x8b}, dst, m)
+		a.opRM(true, 0x8b, dst, m)
 	}
 }
 
@@ -277,11 +340,11 @@ func (a *asm) store(size int, m mem, src reg) {
 		a.modrmMem(src, m)
 	case 2:
 		a.byte1(0x66)
-		a.opRM(false, []byte{0x89}, src, m)
+		a.opRM(false, 0x89, src, m)
 	case 4:
-		a.opRM(false, []byte{0x89}, src, m)
+		a.opRM(false, 0x89, src, m)
 	default:
-		a.opRM(true, []byte{0x89}, src, m)
+		a.opRM(true, 0x89, src, m)
 	}
 }
 
@@ -289,23 +352,23 @@ func (a *asm) store(size int, m mem, src reg) {
 func (a *asm) storeImm(size int, m mem, imm int32) {
 	switch size {
 	case 1:
-		a.opRM(false, []byte{0xc6}, 0, m)
+		a.opRM(false, 0xc6, 0, m)
 		a.imm8(int8(imm))
 	case 2:
 		a.byte1(0x66)
-		a.opRM(false, []byte{0xc7}, 0, m)
+		a.opRM(false, 0xc7, 0, m)
 		a.imm16(uint16(imm))
 	case 4:
-		a.opRM(false, []byte{0xc7}, 0, m)
+		a.opRM(false, 0xc7, 0, m)
 		a.imm32(imm)
 	default:
-		a.opRM(true, []byte{0xc7}, 0, m)
+		a.opRM(true, 0xc7, 0, m)
 		a.imm32(imm)
 	}
 }
 
 // lea emits "lea dst, [m]".
-func (a *asm) lea(dst reg, m mem) { a.opRM(true, []byte{0x8d}, dst, m) }
+func (a *asm) lea(dst reg, m mem) { a.opRM(true, 0x8d, dst, m) }
 
 // movzxRR emits a zero extension of the low size (1 or 2) bytes of src into dst.
 func (a *asm) movzxRR(size int, dst, src reg) {
@@ -339,15 +402,14 @@ func (a *asm) movsxRR(w bool, size int, dst, src reg) {
 // shiftRI emits "op dst, imm" for a shift or rotate.
 func (a *asm) shiftRI(w bool, op int, dst reg, n uint8) {
 	if n == 1 {
-		a.opRR(w, []byte{0xd1}, reg(op), dst)
+		a.opRR(w, 0xd1, reg(op), dst)
 		return
 	}
-	a.opRR(w, []byte{0xc1}, reg(op), dst)
-	a.byte1(n)
+	a.opRRImm(w, 0xc1, reg(op), dst, int32(n), 1)
 }
 
 // shiftRCL emits "op dst, cl".
-func (a *asm) shiftRCL(w bool, op int, dst reg) { a.opRR(w, []byte{0xd3}, reg(op), dst) }
+func (a *asm) shiftRCL(w bool, op int, dst reg) { a.opRR(w, 0xd3, reg(op), dst) }
 
 // shiftX emits the BMI2 "shlx/shrx/sarx dst, src, count" (op shShl, shShr or shSar).
 func (a *asm) shiftX(w bool, op int, dst, src, count reg) {
@@ -380,7 +442,7 @@ func (a *asm) shiftX(w bool, op int, dst, src, count reg) {
 // rol16 emits "rol dst16, 8", the byte swap of a 16-bit value.
 func (a *asm) rol16(dst reg) {
 	a.byte1(0x66)
-	a.opRR(false, []byte{0xc1}, shRol, dst)
+	a.opRR(false, 0xc1, shRol, dst)
 	a.byte1(8)
 }
 
@@ -391,21 +453,19 @@ func (a *asm) bswap(w bool, dst reg) {
 }
 
 // imulRR emits "imul dst, src".
-func (a *asm) imulRR(w bool, dst, src reg) { a.opRR(w, []byte{0x0f, 0xaf}, dst, src) }
+func (a *asm) imulRR(w bool, dst, src reg) { a.opRR(w, 0x0faf, dst, src) }
 
 // imulRI emits "imul dst, src, imm".
 func (a *asm) imulRI(w bool, dst, src reg, imm int32) {
 	if fitsInt8(int64(imm)) {
-		a.opRR(w, []byte{0x6b}, dst, src)
-		a.imm8(int8(imm))
+		a.opRRImm(w, 0x6b, dst, src, imm, 1)
 		return
 	}
-	a.opRR(w, []byte{0x69}, dst, src)
-	a.imm32(imm)
+	a.opRRImm(w, 0x69, dst, src, imm, 4)
 }
 
 // unary emits a group-3 instruction (F7 /n): 2 not, 3 neg, 6 div, 7 idiv.
-func (a *asm) unary(w bool, n int, r reg) { a.opRR(w, []byte{0xf7}, reg(n), r) }
+func (a *asm) unary(w bool, n int, r reg) { a.opRR(w, 0xf7, reg(n), r) }
 
 const (
 	unNeg  = 3
@@ -422,7 +482,7 @@ func (a *asm) signExtendAX(w bool) {
 }
 
 // testRR emits "test a, b".
-func (a *asm) testRR(w bool, x, y reg) { a.opRR(w, []byte{0x85}, y, x) }
+func (a *asm) testRR(w bool, x, y reg) { a.opRR(w, 0x85, y, x) }
 
 // testRI emits "test r, imm" (the immediate sign-extended for 64-bit).
 func (a *asm) testRI(w bool, r reg, imm int32) {
@@ -432,27 +492,26 @@ func (a *asm) testRI(w bool, r reg, imm int32) {
 		a.imm32(imm)
 		return
 	}
-	a.opRR(w, []byte{0xf7}, 0, r)
-	a.imm32(imm)
+	a.opRRImm(w, 0xf7, 0, r, imm, 4)
 }
 
 // xadd emits "lock xadd [m], r".
 func (a *asm) xadd(w bool, m mem, r reg) {
 	a.byte1(0xf0)
-	a.opRM(w, []byte{0x0f, 0xc1}, r, m)
+	a.opRM(w, 0x0fc1, r, m)
 }
 
 // xchg emits "xchg [m], r" (locked by the processor).
-func (a *asm) xchg(w bool, m mem, r reg) { a.opRM(w, []byte{0x87}, r, m) }
+func (a *asm) xchg(w bool, m mem, r reg) { a.opRM(w, 0x87, r, m) }
 
 // cmpxchg emits "lock cmpxchg [m], r".
 func (a *asm) cmpxchg(w bool, m mem, r reg) {
 	a.byte1(0xf0)
-	a.opRM(w, []byte{0x0f, 0xb1}, r, m)
+	a.opRM(w, 0x0fb1, r, m)
 }
 
 // cmovRR emits "cmovcc dst, src".
-func (a *asm) cmovRR(w bool, c cond, dst, src reg) { a.opRR(w, []byte{0x0f, 0x40 | byte(c)}, dst, src) }
+func (a *asm) cmovRR(w bool, c cond, dst, src reg) { a.opRR(w, 0x0f40|opcode(c), dst, src) }
 
 // push emits "push r".
 func (a *asm) push(r reg) {
@@ -476,7 +535,7 @@ func (a *asm) callR(r reg) {
 }
 
 // callM emits "call [m]".
-func (a *asm) callM(m mem) { a.opRM(false, []byte{0xff}, 2, m) }
+func (a *asm) callM(m mem) { a.opRM(false, 0xff, 2, m) }
 
 // jmpR emits "jmp r".
 func (a *asm) jmpR(r reg) {

@@ -77,18 +77,19 @@ func checkEncodings(t *testing.T, cases []encodingCase) {
 	for _, c := range cases {
 		var a asm
 		c.emit(&a)
-		in, err := x86asm.Decode(a.b, 64)
+		b := a.code()
+		in, err := x86asm.Decode(b, 64)
 		if err != nil {
-			t.Errorf("% x (want %q): %v", a.b, c.want, err)
+			t.Errorf("% x (want %q): %v", b, c.want, err)
 			continue
 		}
-		if in.Len != len(a.b) {
-			t.Errorf("% x (want %q): decoded %d of %d bytes", a.b, c.want, in.Len, len(a.b))
+		if in.Len != len(b) {
+			t.Errorf("% x (want %q): decoded %d of %d bytes", b, c.want, in.Len, len(b))
 			continue
 		}
 		got := x86asm.IntelSyntax(in, 0, nil)
 		if normalize(got) != normalize(c.want) {
-			t.Errorf("% x: got %q, want %q", a.b, got, c.want)
+			t.Errorf("% x: got %q, want %q", b, got, c.want)
 		}
 	}
 }
@@ -288,16 +289,15 @@ func TestEncodeMemory(t *testing.T) {
 
 func TestAlign(t *testing.T) {
 	for start := 0; start < 40; start++ {
-		var a asm
-		a.b = make([]byte, start, start+16)
-		a.b = a.b[:start+putNops(a.b[start:start+16], -start&15)]
-		if len(a.b)%16 != 0 || len(a.b)-start >= 16 {
-			t.Fatalf("from %d: %d bytes", start, len(a.b))
+		b := make([]byte, start, start+16)
+		b = b[:start+putNops(b[start:start+16], -start&15)]
+		if len(b)%16 != 0 || len(b)-start >= 16 {
+			t.Fatalf("from %d: %d bytes", start, len(b))
 		}
-		for off := start; off < len(a.b); {
-			in, err := x86asm.Decode(a.b[off:], 64)
+		for off := start; off < len(b); {
+			in, err := x86asm.Decode(b[off:], 64)
 			if err != nil || in.Op != x86asm.NOP {
-				t.Fatalf("from %d: % x at %d is not a nop (%v)", start, a.b[off:], off, err)
+				t.Fatalf("from %d: % x at %d is not a nop (%v)", start, b[off:], off, err)
 			}
 			off += in.Len
 		}
@@ -310,19 +310,19 @@ func TestEncodeBranches(t *testing.T) {
 	var cases []encodingCase
 	for c, name := range conds {
 		for _, long := range []bool{false, true} {
-			cases = append(cases, encodingCase{func(a *asm) { a.put(func(b []byte) int { return putJcc(b, c, long) }) }, name + " .+0x0"})
+			cases = append(cases, encodingCase{func(a *asm) { a.putWith(func(b []byte) int { return putJcc(b, c, long) }) }, name + " .+0x0"})
 		}
 	}
 	cases = append(cases,
-		encodingCase{func(a *asm) { a.put(func(b []byte) int { return putJmp(b, false) }) }, "jmp .+0x0"},
-		encodingCase{func(a *asm) { a.put(func(b []byte) int { return putJmp(b, true) }) }, "jmp .+0x0"},
-		encodingCase{func(a *asm) { a.put(putCall) }, "call .+0x0"},
+		encodingCase{func(a *asm) { a.putWith(func(b []byte) int { return putJmp(b, false) }) }, "jmp .+0x0"},
+		encodingCase{func(a *asm) { a.putWith(func(b []byte) int { return putJmp(b, true) }) }, "jmp .+0x0"},
+		encodingCase{func(a *asm) { a.putWith(putCall) }, "call .+0x0"},
 	)
 	checkEncodings(t, cases)
 }
 
-// put appends what a put function writes.
-func (a *asm) put(f func([]byte) int) {
+// putWith appends what a put function writes.
+func (a *asm) putWith(f func([]byte) int) {
 	var b [16]byte
-	a.b = append(a.b, b[:f(b[:])]...)
+	a.bytes(b[:f(b[:])]...)
 }
