@@ -520,7 +520,12 @@ static struct prog *slot_prog(uint32_t i, const uint8_t *s, const char **why)
 	p->cookie = ld64(s, EBPFU_SLOT_COOKIE);
 	p->slot = i;
 	p->nmaps = nmaps;
-	p->func_entry = (ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_FUNC_ENTRY) != 0;
+	/* func_entry: the probed instruction is push %rbp or endbr64, where the kernel's
+	 * perf_callchain_user takes the caller's address from [sp] (is_uprobe_at_func_entry),
+	 * whatever the symbol says. */
+	const uint8_t *o = s + EBPFU_SLOT_ORIG;
+	p->func_entry = !(ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_RETPROBE) &&
+			(o[0] == 0x55 || (o[0] == 0xf3 && o[1] == 0x0f && o[2] == 0x1e && o[3] == 0xfa));
 	for (uint32_t j = 0; j < nmaps; j++) {
 		struct obj *o = ebpfu_obj_get(EBPFU_OBJ_MAP, ld32(s, EBPFU_SLOT_MAP_IDS + 4 * j));
 		if (!o || o->kind != EBPFU_OBJ_MAP) {

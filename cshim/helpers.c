@@ -250,6 +250,125 @@ static uint64_t get_current_task(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t
 	return 0;
 }
 
+/* ---- cgroup ---- */
+
+#define CGROUP2_SUPER_MAGIC_ 0x63677270
+#define O_RDONLY_CLOEXEC_ 02000000
+#define AT_FDCWD_ (-100)
+
+/* Process-wide cache of the cgroup id, for the fork generation + 1 it was read in. */
+static uint64_t cgroup_id, cgroup_gen;
+
+/* cgroup_at returns the inode of directory path under the cgroup2 mount mnt (the kernel's
+ * cgroup id), or 0 when mnt is not a cgroup2 mount or path is not there. */
+static uint64_t cgroup_at(const char *mnt, const char *path)
+{
+	char full[512];
+	uint64_t n = 0;
+	for (; mnt[n] && n < sizeof full - 1; n++)
+		full[n] = mnt[n];
+	uint64_t sfs[15]; /* struct statfs: f_type first */
+	full[n] = 0;
+	if (esys2(SYS_statfs, full, sfs) != 0 || (uint32_t)sfs[0] != CGROUP2_SUPER_MAGIC_)
+		return 0;
+	for (uint64_t i = 0; path[i] && n < sizeof full - 1; i++)
+		full[n++] = path[i];
+	full[n] = 0;
+	uint64_t st[18]; /* struct stat: st_ino second */
+	if (esys4(SYS_newfstatat, AT_FDCWD_, full, st, 0) != 0)
+		return 0;
+	return st[1];
+}
+
+/* read_cgroup_id finds the process's cgroup v2 (the "0::" line of /proc/self/cgroup) and
+ * returns its id: the inode of its directory under a cgroup2 mount at /sys/fs/cgroup or
+ * /sys/fs/cgroup/unified; 1 (the root cgroup's id) for "/" without such a mount; 0 when the
+ * process is in no cgroup v2 hierarchy, as the kernel without one. */
+static uint64_t read_cgroup_id(void)
+{
+	char buf[2048];
+	long fd = esys3(SYS_openat, AT_FDCWD_, "/proc/self/cgroup", O_RDONLY_CLOEXEC_);
+	if (fd < 0)
+		return 0;
+	long n = esys3(SYS_read, fd, buf, sizeof buf - 1);
+	esys1(SYS_close, fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	for (char *l = buf; *l;) {
+		char *e = l;
+		while (*e && *e != '\n')
+			e++;
+		char end = *e;
+		*e = 0;
+		if (l[0] == '0' && l[1] == ':' && l[2] == ':') {
+			const char *path = l + 3;
+			uint64_t id = cgroup_at("/sys/fs/cgroup", path);
+			if (!id)
+				id = cgroup_at("/sys/fs/cgroup/unified", path);
+			if (!id && path[0] == '/' && path[1] == 0)
+				id = 1;
+			return id;
+		}
+		if (!end)
+			break;
+		l = e + 1;
+	}
+	return 0;
+}
+
+static uint64_t get_current_cgroup_id(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
+	uint64_t gen = __atomic_load_n(&ebpfu_agent.fork_gen, __ATOMIC_RELAXED) + 1;
+	if (__atomic_load_n(&cgroup_gen, __ATOMIC_ACQUIRE) != gen) {
+		uint64_t id = read_cgroup_id();
+		__atomic_store_n(&cgroup_id, id, __ATOMIC_RELAXED);
+		__atomic_store_n(&cgroup_gen, gen, __ATOMIC_RELEASE);
+		return id;
+	}
+	return __atomic_load_n(&cgroup_id, __ATOMIC_RELAXED);
+}
+
+/* ---- signals ---- */
+
+#define SI_KERNEL_ 0x80
+
+/* send_signal queues sig to the process (thread: to the current thread only) as the kernel's
+ * bpf_send_signal does (group_send_sig_info with SEND_SIG_PRIV: si_code SI_KERNEL, no sender);
+ * sig 0 checks only. The signal is delivered at once, while the program runs: a handler of the
+ * host runs before the program ends, and probes it hits meanwhile are missed. */
+static uint64_t send_signal_to(uint64_t sig, int thread, struct tstate *t)
+{
+	if (sig >= 65)
+		return (uint64_t)-EINVAL_;
+	uint32_t tid = ebpfu_tid(t);
+	if (sig == 0)
+		return 0;
+	struct {
+		int32_t signo, errno_, code, pad;
+		uint8_t rest[112];
+	} info;
+	ezero(&info, sizeof info);
+	info.signo = (int32_t)sig;
+	info.code = SI_KERNEL_;
+	long r = thread ? esys4(SYS_rt_tgsigqueueinfo, t->pid, tid, sig, &info)
+			: esys3(SYS_rt_sigqueueinfo, t->pid, sig, &info);
+	return (uint64_t)r;
+}
+
+static uint64_t send_signal(uint64_t sig, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	return send_signal_to((uint32_t)sig, 0, TS);
+}
+
+static uint64_t send_signal_thread(uint64_t sig, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
+{
+	UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5);
+	return send_signal_to((uint32_t)sig, 1, TS);
+}
+
 static uint64_t zero_helper(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)
 {
 	UNUSED(r1), UNUSED(r2), UNUSED(r3), UNUSED(r4), UNUSED(r5), UNUSED(blk);
@@ -331,8 +450,11 @@ static uint64_t get_func_ip(uint64_t ctx, uint64_t r2, uint64_t r3, uint64_t r4,
 #define MAX_STACK 127
 
 /* walk fills ips with the user stack of the probe (innermost first) by frame pointers, as the
- * kernel's perf_callchain_user does, with the caller's return address at a function's entry
- * and original return addresses in place of the return trampoline. */
+ * kernel's perf_callchain_user does: the probe point, the return address at [sp] when the probed
+ * instruction is push %rbp or endbr64 (the frame is not built yet), then the return address of
+ * each frame from bp on, trusting bp as the kernel does (no check of alignment or order: a
+ * program built without frame pointers gives the same garbage frames), until a read fails or
+ * max; original return addresses stand in place of the return trampoline. */
 static uint32_t walk(struct tstate *t, uint64_t *ips, uint32_t max)
 {
 	struct ebpfu_pt_regs *r = t->regs;
@@ -341,21 +463,16 @@ static uint32_t walk(struct tstate *t, uint64_t *ips, uint32_t max)
 		return 0;
 	ips[n++] = r->ip;
 	uint64_t bp = r->bp;
-	if (!t->ret_addr && t->prog && n < max) {
-		/* at a function's entry the frame is not set up yet: its return address is at sp */
+	if (!t->ret_addr && t->prog && t->prog->func_entry && n < max) {
 		uint64_t ra;
-		if (t->prog->func_entry && readmem(t, &ra, r->sp, 8) == 8)
+		if (readmem(t, &ra, r->sp, 8) == 8)
 			ips[n++] = ebpfu_real_return(t, ra, &pending);
 	}
-	while (n < max && bp && !(bp & 7)) {
+	while (n < max && bp <= 0x00007ffffffff000ull - 16) {
 		uint64_t fr[2];
 		if (readmem(t, fr, bp, 16) != 16)
 			break;
-		if (!fr[1])
-			break;
 		ips[n++] = ebpfu_real_return(t, fr[1], &pending);
-		if (fr[0] <= bp)
-			break;
 		bp = fr[0];
 	}
 	return n;
@@ -434,7 +551,9 @@ const void *ebpfu_helpers[EBPFU_NHELPERS] = {
 	H(42, zero_helper), /* get_numa_node_id */
 	H(45, probe_read_user_str),
 	H(67, get_stack),
-	H(80, zero_helper), /* get_current_cgroup_id */
+	H(80, get_current_cgroup_id),
+	H(109, send_signal),
+	H(117, send_signal_thread),
 	H(112, probe_read_user),
 	H(113, probe_read_kernel),
 	H(114, probe_read_user_str),

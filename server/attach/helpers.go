@@ -10,7 +10,8 @@ var AgentHelpers = []int32{
 	6,    // trace_printk (its output goes nowhere: trace_pipe has no reader here)
 	7, 8, // get_prandom_u32, get_smp_processor_id
 	14, 15, 16, // get_current_pid_tgid, get_current_uid_gid, get_current_comm
-	35, 42, 80, // get_current_task (0), get_numa_node_id (0), get_current_cgroup_id (0)
+	35, 42, 80, // get_current_task (0), get_numa_node_id (0), get_current_cgroup_id
+	109, 117, // send_signal, send_signal_thread
 	25, 27, 67, // perf_event_output, get_stackid, get_stack
 	130, 131, 132, 133, 134, // ringbuf output, reserve, submit, discard, query
 	173, 174, // get_func_ip, get_attach_cookie

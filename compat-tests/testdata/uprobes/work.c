@@ -3,12 +3,16 @@
  * on stdout (bpftrace's output is what is compared).
  *
  *   work calls          each function a known number of times, with known arguments
+ *   work stay           as calls, then done(0), then sleeps until killed (a tool that exits at
+ *                       done() names the functions of the live process)
  *   work threads T N    T threads call hit() N times each
  *   work fork N         forks (no exec); parent and child call hit() N times each
+ *   work dlopen LIB     loads LIB with dlopen and calls its libfn(i) for i in 0..999
  *   work loop          calls hit() on 4 threads until stdin closes (attach/detach meanwhile)
  *   work wait N         waits for a line on stdin and for hit() and done() to be probed (their
  *                       first byte a jump or a breakpoint), calls hit() N times, then done()
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +75,8 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
-	if (strcmp(argv[1], "calls") == 0) {
+	int stay = strcmp(argv[1], "stay") == 0;
+	if (strcmp(argv[1], "calls") == 0 || stay) {
 		for (long i = 0; i < 1000; i++)
 			add(i, 2 * i);
 		static const char *names[] = {"alice", "bob", "carol", "bob"};
@@ -83,6 +88,11 @@ int main(int argc, char **argv)
 			return 1;
 		for (int i = 0; i < 7; i++)
 			puts(names[i % 4]); /* a libc function with a string argument */
+		if (stay) {
+			done(0);
+			for (;;)
+				pause();
+		}
 		return 0;
 	}
 	if (strcmp(argv[1], "threads") == 0 && argc == 4) {
@@ -115,6 +125,15 @@ int main(int argc, char **argv)
 		for (long i = 0; i < n; i++)
 			hit(i);
 		done(n);
+		return 0;
+	}
+	if (strcmp(argv[1], "dlopen") == 0 && argc == 3) {
+		void *h = dlopen(argv[2], RTLD_NOW);
+		long (*f)(long) = h ? (long (*)(long))dlsym(h, "libfn") : 0;
+		if (!f)
+			return 1;
+		for (long i = 0; i < 1000; i++)
+			sink += f(i);
 		return 0;
 	}
 	if (strcmp(argv[1], "loop") == 0) {

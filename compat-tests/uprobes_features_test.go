@@ -1,0 +1,119 @@
+package compat
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// builds holds the C programs the feature comparisons build, by name, each built once.
+var builds sync.Map // name -> *cBuild
+
+type cBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildC compiles testdata/uprobes/src into e.Dir/name with gcc and flags, once per test binary.
+func buildC(t *testing.T, e *Env, name, src string, flags ...string) string {
+	t.Helper()
+	v, _ := builds.LoadOrStore(name, &cBuild{})
+	b := v.(*cBuild)
+	b.once.Do(func() {
+		b.path = filepath.Join(e.Dir, name)
+		args := append(append([]string{}, flags...), "-o", b.path, filepath.Join(repoRoot(), "compat-tests", "testdata", "uprobes", src))
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// TestBpftraceUprobeFeatures: more of bpftrace's language on uprobes, each one-liner run under
+// the shim as the ordinary user and on the kernel as root on the same workload, printing the
+// same. W stands for the workload's path, L for the library it loads with dlopen. The stack
+// cases run the workload with address space randomisation off (setarch -R), so that the
+// addresses the two runs print are the same, and make bpftrace exit at done() while the
+// workload lives (work stay), so that the addresses it prints in events are named.
+func TestBpftraceUprobeFeatures(t *testing.T) {
+	e := Stage(t, "bpftrace", "gcc", "setarch")
+	work := workload(t, e)
+	// every function of this build starts with push %rbp: the kernel takes the caller from [sp]
+	work0 := buildC(t, e, "uprobe-work-O0", "work.c", "-O0", "-g", "-fno-omit-frame-pointer", "-lpthread")
+	lib := buildC(t, e, "libuprobe-dl.so", "lib.c", "-O2", "-shared", "-fPIC")
+	scale := symbolOffset(t, work, "scale")
+	for _, tc := range []struct {
+		name, prog string
+		work       string // the workload's build (default: work)
+		args       string
+		norand     bool     // run the workload under setarch -R
+		flags      []string // bpftrace's options
+	}{
+		{name: "builtins", prog: `uprobe:W:greet { printf("%d %d %s|%s|\n", cpu >= 0, cgroup, probe, kstack);
+			@c[cgroup, pid == cpid] = count(); @k[kstack] = count(); }`},
+		{name: "arguments and formats", prog: `uprobe:W:add /arg0 < 3/ { printf("%d %u %x %lld %c %d %d\n", arg0, arg1, arg1,
+			(int64)arg0 - 5, 65 + arg0, arg2 > 0, arg5 >= 0); }`},
+		{name: "buffers and strings", prog: `uprobe:W:greet { printf("%r %s|%s\n", buf(arg0, 4), str(arg0, 2), str(arg0, 1));
+			@b[buf(arg0, 3)] = count(); @s[sarg0 > 0] = count(); }
+			uprobe:W:greet /strncmp(str(arg0), "bo", 2) == 0/ { @bo[str(arg0)] = count(); }`},
+		{name: "join", prog: `uprobe:W:main { join(arg1); join(arg1, ","); }`},
+		{name: "map functions", prog: `uprobe:W:add /arg0 % 100 == 0/ { @[arg0] = sum(arg0); @z = count(); @x[1] = 1; delete(@x[1]);
+			@d[arg0] = 1; delete(@d[arg0]); }
+			END { print(@, 3); zero(@z); print(@z); clear(@); print(@); print(@x); }`},
+		{name: "time", prog: `uprobe:W:greet { @d[tid] = nsecs; } uretprobe:W:greet /@d[tid]/ { @n = count();
+			@later = sum(nsecs > @d[tid]); @e = sum(elapsed > 0); delete(@d[tid]); time("%Y\n"); }`},
+		{name: "exit in a probe", prog: `uprobe:W:greet { @[arg1] = count(); if (arg1 == 3) { exit(); } }`},
+		// signal() is the last action of the hit: the agent's signal arrives at once, the
+		// kernel's on the way back to user space (docs/probes.md)
+		{name: "signal", prog: `uprobe:W:greet { @g = count(); if (arg1 == 2) { signal("KILL"); } }
+			uprobe:W:scale { @s = count(); }`, flags: []string{"--unsafe"}},
+		{name: "probe lists, wildcards and addresses", prog: fmt.Sprintf(`uprobe:W:ad*,uprobe:W:greet { @[probe] = count(); }
+			uprobe:W:%#x { @addr = count(); }`, scale)},
+		{name: "library loaded with dlopen", prog: `uprobe:L:libfn { @ = count(); @s = sum(arg0); }
+			uretprobe:L:libfn { @r = sum(retval); }`, args: "dlopen L"},
+		{name: "stacks", work: work0, args: "stay", norand: true, prog: `uprobe:W:scale { @[ustack(2)] = count(); }
+			uprobe:W:greet { @g[ustack(perf, 2), usym(reg("ip")), func] = count(); printf("%s%s\n", ustack(2), ustack(perf, 2)); }
+			uretprobe:W:greet { @r[ustack(1), func] = count(); printf("%s %s\n", func, ustack(1)); }
+			uprobe:W:done { exit(); }`},
+		{name: "stacks without frame pointers", args: "stay", norand: true, prog: `uprobe:W:add { @a[ustack(2)] = count(); }
+			uprobe:W:greet { @g[ustack(2)] = count(); } uprobe:W:done { exit(); }`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := work
+			if tc.work != "" {
+				w = tc.work
+			}
+			prog := strings.NewReplacer("probe:W:", "probe:"+w+":", "probe:L:", "probe:"+lib+":").Replace(tc.prog)
+			args := tc.args
+			if args == "" {
+				args = "calls"
+			}
+			cmd := w + " " + strings.ReplaceAll(args, "L", lib)
+			if tc.norand {
+				setarch, err := exec.LookPath("setarch")
+				if err != nil {
+					t.Skip(err)
+				}
+				cmd = setarch + " -R " + cmd
+			}
+			argv := append(append([]string{"bpftrace"}, tc.flags...), "-e", prog, "-c", cmd)
+			k := e.Kernel(t, time.Minute, argv...)
+			s := e.shimIn(t, e.runtimeDir(t), time.Minute, argv...)
+			if k.Code != 0 || !strings.HasPrefix(k.Stdout, "Attaching") {
+				t.Fatalf("bpftrace on the kernel failed:\n%s", k)
+			}
+			sameOut(t, tc.name, k, s, normMaps)
+			if strings.Contains(s.Stderr, "ebpfu-shim:") {
+				t.Errorf("the shim reported:\n%s", s.Stderr)
+			}
+		})
+	}
+}
