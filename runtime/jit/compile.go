@@ -129,15 +129,11 @@ type stub struct {
 	stackFirst bool
 }
 
-// pcInfo is what the compiler knows of an instruction before emitting it.
-type pcInfo struct {
-	fn    int32 // its function
-	flags uint8 // pcTarget, pcLoopHead
-}
-
+// Flags of an instruction, known before emitting it.
 const (
-	pcTarget   = 1 << iota // jumps go to the instruction
-	pcLoopHead             // back-edges go to it: aligned to 16 bytes
+	pcTarget    = 1 << iota // jumps go to the instruction
+	pcLoopHead              // back-edges go to it: aligned to 16 bytes
+	pcFuncStart             // a function starts at it
 )
 
 // funcInfo is what the compiler knows of a function before emitting it.
@@ -188,7 +184,7 @@ type scratch struct {
 	items  []item
 	delta  []int32 // per item: its final position minus its first-pass position
 	stubs  []stub
-	pcs    []pcInfo
+	flags  []uint8 // per instruction: pcTarget, pcLoopHead, pcFuncStart
 	fns    []funcInfo
 }
 
@@ -262,97 +258,115 @@ func (c *compiler) prepare() error {
 		c.funcs = []program.Func{{Start: 0, End: n}}
 	}
 	funcs := c.funcs
-	c.pcs = reuse(c.pcs, n)[:n]
-	clear(c.pcs)
-	pcs := c.pcs
+	c.flags = reuse(c.flags, n)[:n]
+	clear(c.flags)
+	flags := c.flags
 	for k, f := range funcs {
 		if f.Start >= f.End || f.End > n || k == 0 && f.Start != 0 || k > 0 && f.Start != funcs[k-1].End {
 			return fmt.Errorf("function %d spans [%d, %d) of %d instructions", k, f.Start, f.End, n)
 		}
-		for i := f.Start; i < f.End; i++ {
-			pcs[i].fn = int32(k)
-		}
+		flags[f.Start] = pcFuncStart
 	}
 	if last := funcs[len(funcs)-1].End; last != n {
 		return fmt.Errorf("instructions from %d belong to no function", last)
 	}
 	c.fns = reuse(c.fns, len(funcs))[:len(funcs)]
 	clear(c.fns)
-	var written uint16 // registers the current function writes
-	for pc := 0; pc < n; pc++ {
-		ins := c.insns[pc]
-		fn := pcs[pc].fn
-		if pc > 0 && fn != pcs[pc-1].fn {
-			c.fns[pcs[pc-1].fn].setSaved(written)
-			written = 0
-		}
-		if ins.Dst() >= isa.NumRegs || ins.Src() >= isa.NumRegs {
-			return fmt.Errorf("instruction %d: invalid register", pc)
-		}
-		cl := isa.Class(ins.Op)
-		if c.checks[pc] == program.CheckBounds && (cl == isa.ClassLDX || cl == isa.ClassST || cl == isa.ClassSTX) {
-			k := bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
-			c.fns[fn].checkSizes |= 1 << k
-			if cl != isa.ClassLDX && !(isa.Mode(ins.Op) == isa.ModeATOMIC && ins.Imm == isa.AtomicLoadAcq) {
-				k += 4
+	insns, checks := c.insns[:n], c.checks[:n]
+	for k, f := range funcs {
+		var written uint16 // registers the function writes
+		for pc := f.Start; pc < f.End; pc++ {
+			ins := insns[pc]
+			if ins.Regs&0x0f >= isa.NumRegs || ins.Regs>>4 >= isa.NumRegs {
+				return fmt.Errorf("instruction %d: invalid register", pc)
 			}
-			c.regionUses |= 1 << k
-		}
-		if r, ok := written1(ins); ok {
-			if r == isa.RFP {
-				return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
-			}
-			written |= 1 << r
-		}
-		switch {
-		case ins.Op == isa.OpLdDW:
-			if ins.Src() == isa.PseudoMapValue {
-				c.valueRefs = append(c.valueRefs, ValueRef{PC: pc, Map: int(ins.Imm)})
-			}
-			if pc+1 >= n || pcs[pc+1].fn != fn || c.insns[pc+1].Op != 0 {
-				return fmt.Errorf("instruction %d: incomplete lddw", pc)
-			}
-			pc++
-		case cl == isa.ClassJMP || cl == isa.ClassJMP32:
-			op := isa.Operation(ins.Op)
-			if ins.Op == isa.OpCallX || ins.Op == isa.OpCall && ins.Src() == isa.PseudoCallHelper {
-				c.helpers = true
-			}
-			if op == isa.JmpExit || op == isa.JmpCall && ins.Op != isa.OpCall {
-				continue
-			}
-			t, ok := c.target(pc)
-			if !ok {
-				continue
-			}
-			if t < 0 || t >= n {
-				return fmt.Errorf("instruction %d: jump to %d, outside the program", pc, t)
-			}
-			if op == isa.JmpCall {
-				if ins.Src() == isa.PseudoCallLocal && (t == 0 || funcs[pcs[t].fn].Start != t) {
-					return fmt.Errorf("instruction %d: call to %d, not the start of a subprogram", pc, t)
+			cl := isa.Class(ins.Op)
+			switch cl {
+			case isa.ClassALU, isa.ClassALU64:
+				if ins.Dst() == isa.RFP {
+					return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
 				}
+				written |= 1 << ins.Dst()
 				continue
+			case isa.ClassLDX, isa.ClassST, isa.ClassSTX:
+				if checks[pc] == program.CheckBounds {
+					b := bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
+					c.fns[k].checkSizes |= 1 << b
+					if cl != isa.ClassLDX && !(isa.Mode(ins.Op) == isa.ModeATOMIC && ins.Imm == isa.AtomicLoadAcq) {
+						b += 4
+					}
+					c.regionUses |= 1 << b
+				}
 			}
-			pcs[t].flags |= pcTarget
-			if t <= pc {
-				pcs[t].flags |= pcLoopHead
+			if r, ok := written1(ins); ok {
+				if r == isa.RFP {
+					return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
+				}
+				written |= 1 << r
 			}
-			if pcs[t].fn != fn {
-				return fmt.Errorf("instruction %d: jump to %d, in another function", pc, t)
+			switch {
+			case ins.Op == isa.OpLdDW:
+				if ins.Src() == isa.PseudoMapValue {
+					c.valueRefs = append(c.valueRefs, ValueRef{PC: pc, Map: int(ins.Imm)})
+				}
+				if pc+1 >= f.End || insns[pc+1].Op != 0 {
+					return fmt.Errorf("instruction %d: incomplete lddw", pc)
+				}
+				pc++
+			case cl == isa.ClassJMP || cl == isa.ClassJMP32:
+				op := isa.Operation(ins.Op)
+				if ins.Op == isa.OpCallX || ins.Op == isa.OpCall && ins.Src() == isa.PseudoCallHelper {
+					c.helpers = true
+				}
+				if op == isa.JmpExit || op == isa.JmpCall && ins.Op != isa.OpCall {
+					continue
+				}
+				t, ok := c.target(pc)
+				if !ok {
+					continue
+				}
+				if t < 0 || t >= n {
+					return fmt.Errorf("instruction %d: jump to %d, outside the program", pc, t)
+				}
+				if op == isa.JmpCall {
+					if ins.Src() == isa.PseudoCallLocal && (t == 0 || flags[t]&pcFuncStart == 0) {
+						return fmt.Errorf("instruction %d: call to %d, not the start of a subprogram", pc, t)
+					}
+					continue
+				}
+				if t < f.Start || t >= f.End {
+					return fmt.Errorf("instruction %d: jump to %d, in another function", pc, t)
+				}
+				flags[t] |= pcTarget
+				if t <= pc {
+					flags[t] |= pcLoopHead
+					c.loops = true // whatever the verifier said: only back-edges loop
+				}
+				if t > 0 && insns[t-1].Op == isa.OpLdDW && (t < 2 || insns[t-2].Op != isa.OpLdDW) {
+					return fmt.Errorf("instruction %d: jump into the middle of the lddw at %d", pc, t-1)
+				}
 			}
-			if t > 0 && c.insns[t-1].Op == isa.OpLdDW && (t < 2 || c.insns[t-2].Op != isa.OpLdDW) {
-				return fmt.Errorf("instruction %d: jump into the middle of the lddw at %d", pc, t-1)
-			}
-			if t <= pc {
-				c.loops = true // whatever the verifier said: only back-edges loop
-			}
+		}
+		if k > 0 { // the entry saves every callee-saved register itself
+			c.fns[k].setSaved(written)
 		}
 	}
-	c.fns[pcs[n-1].fn].setSaved(written)
-	c.fns[0].nsaved = 0 // the entry saves every callee-saved register itself
 	c.nfixed = n + len(funcs)
 	return nil
+}
+
+// funcAt returns the index of the function that starts at pc.
+func (c *compiler) funcAt(pc int) int {
+	lo, hi := 0, len(c.funcs)
+	for lo+1 < hi {
+		m := (lo + hi) / 2
+		if c.funcs[m].Start <= pc {
+			lo = m
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 // setSaved records the callee-saved registers among r6-r9 that a function writes.
@@ -393,7 +407,7 @@ func stackStep(st uint16, ins isa.Instruction) uint16 {
 func (c *compiler) fuseLea(pc int) bool {
 	mov := c.insns[pc]
 	if mov.Op != isa.OpMov64Reg || mov.Off != 0 || mov.Dst() == mov.Src() ||
-		pc+1 >= len(c.insns) || c.pcs[pc+1].flags&pcTarget != 0 || c.pcs[pc+1].fn != c.pcs[pc].fn {
+		pc+1 >= c.funcs[c.fn].End || c.flags[pc+1]&pcTarget != 0 {
 		return false
 	}
 	next := c.insns[pc+1]
@@ -613,7 +627,7 @@ func (c *compiler) emit() error {
 		c.fn = k
 		st := uint16(1) << isa.R10
 		for pc := f.Start; pc < f.End; pc++ {
-			if c.pcs[pc].flags&pcLoopHead != 0 {
+			if c.flags[pc]&pcLoopHead != 0 {
 				c.align16()
 			}
 			c.place(label(pc))

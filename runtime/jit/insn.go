@@ -292,7 +292,7 @@ func (c *compiler) jump(pc int, ins isa.Instruction) error {
 	op := isa.Operation(ins.Op)
 	switch op {
 	case isa.JmpExit:
-		if k := int(c.pcs[pc].fn); k > 0 {
+		if k := c.fn; k > 0 {
 			c.subEpilogue(k)
 		} else {
 			c.epilogue()
@@ -359,7 +359,7 @@ func (c *compiler) callInsn(pc int, ins isa.Instruction) error {
 		t, _ := c.target(pc)
 		a.aluRM(true, aluCmp, rbp, at(rBlk, offFrameLimit))
 		c.jcc(condB, c.faultStub(FaultDepth, pc), true)
-		c.call(c.funcEntry(int(c.pcs[t].fn)))
+		c.call(c.funcEntry(c.funcAt(t)))
 		return nil
 	case ins.Op == isa.OpCall && ins.Src() == isa.PseudoCallHelper:
 		if ins.Imm < 0 || ins.Imm >= 1<<28 {
@@ -502,7 +502,7 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 		}
 	}
 	s := stub{kind: stubBounds, at: c.newLabel(), resume: c.newLabel(), info: uint32(pc)<<8 | uint32(size),
-		mem: m, fn: c.pcs[pc].fn}
+		mem: m, fn: int32(c.fn)}
 	k := bits.TrailingZeros(uint(size))
 	if write {
 		s.info |= 0x80

@@ -111,17 +111,17 @@ func (a *asm) put(v uint64, n int) {
 	a.n += n
 }
 
-func (a *asm) byte1(b byte)    { a.put(uint64(b), 1) }
+func (a *asm) byte1(b byte) { a.put(uint64(b), 1) }
 func (a *asm) bytes(b ...byte) {
 	a.reserve(len(b))
 	a.n += copy(a.buf[a.n:], b)
 }
-func (a *asm) imm8(v int8)     { a.put(uint64(uint8(v)), 1) }
-func (a *asm) imm16(v uint16)  { a.put(uint64(v), 2) }
-func (a *asm) imm32(v int32)   { a.put(uint64(uint32(v)), 4) }
-func (a *asm) imm64(v uint64)  { a.put(v, 8) }
-func fitsInt8(v int64) bool    { return v >= -128 && v <= 127 }
-func fitsInt32(v int64) bool   { return v >= -1<<31 && v <= 1<<31-1 }
+func (a *asm) imm8(v int8)    { a.put(uint64(uint8(v)), 1) }
+func (a *asm) imm16(v uint16) { a.put(uint64(v), 2) }
+func (a *asm) imm32(v int32)  { a.put(uint64(uint32(v)), 4) }
+func (a *asm) imm64(v uint64) { a.put(v, 8) }
+func fitsInt8(v int64) bool   { return v >= -128 && v <= 127 }
+func fitsInt32(v int64) bool  { return v >= -1<<31 && v <= 1<<31-1 }
 func putInt32(b []byte, v int32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }
@@ -243,7 +243,7 @@ func (a *asm) opRM(w bool, op opcode, r reg, m mem) {
 }
 
 // aluRR emits "op dst, src" for op in aluAdd..aluCmp.
-func (a *asm) aluRR(w bool, op int, dst, src reg) { a.opRR(w, opcode(op<<3 | 1), src, dst) }
+func (a *asm) aluRR(w bool, op int, dst, src reg) { a.opRR(w, opcode(op<<3|1), src, dst) }
 
 // aluRI emits "op dst, imm" with the immediate sign-extended.
 func (a *asm) aluRI(w bool, op int, dst reg, imm int32) {
@@ -260,7 +260,7 @@ func (a *asm) aluRI(w bool, op int, dst reg, imm int32) {
 }
 
 // aluRM emits "op r, [m]" (r = r op mem).
-func (a *asm) aluRM(w bool, op int, r reg, m mem) { a.opRM(w, opcode(op<<3 | 3), r, m) }
+func (a *asm) aluRM(w bool, op int, r reg, m mem) { a.opRM(w, opcode(op<<3|3), r, m) }
 
 // aluMI emits "op [m], imm" for a 64- or 32-bit memory operand.
 func (a *asm) aluMI(w bool, op int, m mem, imm int32) {
@@ -276,7 +276,7 @@ func (a *asm) aluMI(w bool, op int, m mem, imm int32) {
 // lockAluMR emits "lock op [m], r".
 func (a *asm) lockAluMR(w bool, op int, m mem, r reg) {
 	a.byte1(0xf0)
-	a.opRM(w, opcode(op<<3 | 1), r, m)
+	a.opRM(w, opcode(op<<3|1), r, m)
 }
 
 // movRR emits "mov dst, src".
