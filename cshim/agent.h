@@ -108,6 +108,15 @@ struct shadow_entry {
 	struct site *site;
 };
 
+/* The kernel's struct rseq (linux/rseq.h), the part this agent reads: the area glibc registers
+ * for each thread, or one the agent registers when glibc did not. */
+struct ebpfu_rseq {
+	uint32_t cpu_id_start, cpu_id;
+	uint64_t rseq_cs;
+	uint32_t flags;
+	uint32_t pad[3];
+} __attribute__((aligned(32)));
+
 struct tstate {
 	union {
 		struct ebpfu_ctx ctx;
@@ -129,6 +138,8 @@ struct tstate {
 	long table_fd; /* the table, open while this thread syncs (+1; 0 when not) */
 	uint32_t rseq;   /* odd while the thread runs programs (reclaim.c) */
 	uint64_t runner; /* fork generation + 1 in which the thread registered as a runner */
+	struct ebpfu_rseq *rs;  /* the thread's rseq area; (void *)1 when it has none; 0 until known */
+	struct ebpfu_rseq own_rs; /* registered by the agent when glibc registered none */
 };
 
 extern __thread struct tstate ebpfu_tls __attribute__((tls_model("initial-exec")));
@@ -175,6 +186,7 @@ int ebpfu_hook_return(uint64_t addr, void (*fn)(void));
 void ebpfu_fire(struct site *s, struct ebpfu_pt_regs *regs);
 uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs);
 uint32_t ebpfu_lease(struct tstate *t);
+uint32_t ebpfu_cpu(struct tstate *t);
 void ebpfu_shadow_restore(struct tstate *t);
 void ebpfu_unlease(struct tstate *t);
 

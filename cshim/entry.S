@@ -112,4 +112,53 @@ ebpfu_ret_tramp:
 	ret $128
 	.size ebpfu_ret_tramp, .-ebpfu_ret_tramp
 
+	/* uint32_t ebpfu_rseq_take(struct rseq *rs, uint8_t *leases, uint32_t ncpu, uint32_t tid)
+	 * takes the lease word of the CPU the thread runs on (leases + 64 * cpu) in a restartable
+	 * sequence (rseq(2)): the kernel restarts it at .Ltake_abort when the thread is preempted,
+	 * migrated or signalled inside it, so no other thread of that CPU takes the word meanwhile;
+	 * and threads take only the word of their own CPU, so no thread elsewhere writes a free word.
+	 * No locked instruction is needed. Returns the CPU taken; 0x80000000 | cpu when its word is
+	 * held; ~0 when the thread's cpu_id is not below ncpu (rseq not registered). */
+	.globl ebpfu_rseq_take
+	.hidden ebpfu_rseq_take
+	.type ebpfu_rseq_take, @function
+	.p2align 4
+ebpfu_rseq_take:
+	leaq .Ltake_cs(%rip), %rax
+	movq %rax, 8(%rdi)		/* rs->rseq_cs */
+.Ltake_start:
+	movl 4(%rdi), %eax		/* rs->cpu_id */
+	cmpl %edx, %eax
+	jae .Ltake_none
+	movl %eax, %r8d
+	shlq $6, %r8
+	addq %rsi, %r8
+	cmpl $0, (%r8)
+	jne .Ltake_held
+	movl %ecx, (%r8)		/* the commit */
+.Ltake_end:
+	movq $0, 8(%rdi)
+	ret
+.Ltake_none:
+	movq $0, 8(%rdi)
+	movl $-1, %eax
+	ret
+.Ltake_held:
+	movq $0, 8(%rdi)
+	orl $0x80000000, %eax
+	ret
+	.long 0x53053053		/* RSEQ_SIG, right before the abort handler */
+.Ltake_abort:
+	jmp ebpfu_rseq_take
+	.size ebpfu_rseq_take, .-ebpfu_rseq_take
+
+	.section .data.rel.ro, "aw"
+	.p2align 5
+.Ltake_cs:				/* struct rseq_cs */
+	.long 0				/* version */
+	.long 0				/* flags */
+	.quad .Ltake_start		/* start_ip */
+	.quad .Ltake_end - .Ltake_start	/* post_commit_offset */
+	.quad .Ltake_abort		/* abort_ip */
+
 	.section .note.GNU-stack, "", @progbits

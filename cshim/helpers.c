@@ -239,9 +239,7 @@ static uint64_t get_smp_processor_id(uint64_t r1, uint64_t r2, uint64_t r3, uint
 	struct tstate *t = TS;
 	if (t->lease)
 		return t->lease - 1;
-	int c = sched_getcpu();
-	uint32_t n = ebpfu_agent.ncpu ? ebpfu_agent.ncpu : 1;
-	return c < 0 ? 0 : (uint64_t)c % n;
+	return ebpfu_cpu(t);
 }
 
 static uint64_t get_current_task(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)

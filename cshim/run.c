@@ -15,12 +15,74 @@ static inline uint32_t *lease_word(uint32_t k)
 	return (uint32_t *)(ebpfu_agent.table + EBPFU_ATT_LEASES + (uint64_t)k * EBPFU_ATT_LEASE_SIZE);
 }
 
-/* ebpfu_lease gives the thread a CPU slot of its own for the run: threads that share a CPU
- * interleave in user space, so a program's lookup-and-increment of a per-CPU value is exact only
- * if no other run uses the same slot meanwhile, in this process or another. The slot of the CPU
- * the thread runs on is tried first. A holder preempted in its run (more runnable threads than
- * CPUs) may keep every slot for a few time slices: the thread yields, then sleeps 20 us at a
- * time, for 2 s at most. Returns the slot, or ~0u when none could be had. */
+/* glibc (2.35 and later) registers an rseq area for each thread at this offset from the thread
+ * pointer, and says its size here (0: none registered). */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+#define RSEQ_SIG 0x53053053
+
+/* rseq_area returns the thread's rseq area, or 0 when it has none: glibc's, or one the agent
+ * registers in the thread's state when glibc registered none. */
+static struct ebpfu_rseq *rseq_area(struct tstate *t)
+{
+	if (__builtin_expect((uint64_t)t->rs > 1, 1))
+		return t->rs;
+	if (t->rs)
+		return 0;
+	if (&__rseq_size && &__rseq_offset && __rseq_size > 0) {
+		t->rs = (struct ebpfu_rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+	} else if (esys4(SYS_rseq, &t->own_rs, sizeof t->own_rs, 0, RSEQ_SIG) == 0) {
+		t->rs = &t->own_rs;
+	} else {
+		t->rs = (struct ebpfu_rseq *)1;
+		return 0;
+	}
+	return t->rs;
+}
+
+/* ebpfu_cpu returns the CPU the thread runs on, below ncpu. */
+uint32_t ebpfu_cpu(struct tstate *t)
+{
+	uint32_t n = ebpfu_agent.ncpu ? ebpfu_agent.ncpu : 1;
+	struct ebpfu_rseq *rs = rseq_area(t);
+	int c = rs ? (int)__atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED) : sched_getcpu();
+	return c < 0 ? 0 : (uint32_t)c % n;
+}
+
+uint32_t ebpfu_rseq_take(struct ebpfu_rseq *rs, uint8_t *leases, uint32_t ncpu, uint32_t tid);
+
+/* reclaim frees lease words whose holders were killed in the middle of a run. */
+static void reclaim(uint32_t n, uint32_t tid)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t *w = lease_word(k);
+		uint32_t owner = __atomic_load_n(w, __ATOMIC_RELAXED);
+		if (owner && owner != tid && !ebpfu_alive(owner))
+			__atomic_compare_exchange_n(w, &owner, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
+}
+
+/* wait lets the holder of a slot run: the thread yields, then sleeps 20 us at a time. */
+static void wait(uint32_t tries)
+{
+	if (tries < 256) {
+		esys0(SYS_sched_yield);
+	} else {
+		struct timespec ts = {0, 20000};
+		esys2(SYS_nanosleep, &ts, 0);
+	}
+}
+
+/* ebpfu_lease gives the thread the slot of the CPU it runs on for the run: threads that share a
+ * CPU interleave in user space, so a program's lookup-and-increment of a per-CPU value is exact
+ * only if no other run uses the same slot meanwhile, in this process or another. A thread takes
+ * only the slot of its own CPU, in a restartable sequence (ebpfu_rseq_take): no locked
+ * instruction on the hot path. A holder preempted in its run (more runnable threads than CPUs)
+ * keeps its slot until it runs again: the waiter yields, then sleeps 20 us at a time (and may
+ * wake on another CPU), for 2 s at most. A thread without an rseq area (none registered, and
+ * the agent could not register one) takes any free slot with a compare-and-swap instead.
+ * Returns the slot, or ~0u when none could be had. */
 uint32_t ebpfu_lease(struct tstate *t)
 {
 	uint32_t n = ebpfu_agent.ncpu;
@@ -29,34 +91,35 @@ uint32_t ebpfu_lease(struct tstate *t)
 	if (t->lease)
 		return t->lease - 1;
 	uint32_t tid = ebpfu_tid(t);
-	int c = sched_getcpu();
-	uint32_t hint = c < 0 ? 0 : (uint32_t)c % n;
+	struct ebpfu_rseq *rs = rseq_area(t);
 	for (uint32_t tries = 0; tries < 100000; tries++) {
-		for (uint32_t i = 0; i < n; i++) {
-			uint32_t k = hint + i < n ? hint + i : hint + i - n;
-			uint32_t *w = lease_word(k);
-			uint32_t zero = 0;
-			if (__atomic_load_n(w, __ATOMIC_RELAXED) == 0 &&
-			    __atomic_compare_exchange_n(w, &zero, tid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		if (rs) {
+			uint32_t k = ebpfu_rseq_take(rs, (uint8_t *)lease_word(0), n, tid);
+			if (__builtin_expect(k < 0x80000000u, 1)) {
 				t->lease = k + 1;
 				t->mt.cpu = k;
 				return k;
 			}
+			if (k == ~0u) /* a cpu_id not below the possible CPUs: take any slot */
+				rs = 0;
 		}
-		if (tries % 64 == 63) { /* holders killed in the middle of a run */
-			for (uint32_t k = 0; k < n; k++) {
+		if (!rs) {
+			uint32_t hint = ebpfu_cpu(t);
+			for (uint32_t i = 0; i < n; i++) {
+				uint32_t k = hint + i < n ? hint + i : hint + i - n;
 				uint32_t *w = lease_word(k);
-				uint32_t owner = __atomic_load_n(w, __ATOMIC_RELAXED);
-				if (owner && owner != tid && !ebpfu_alive(owner))
-					__atomic_compare_exchange_n(w, &owner, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+				uint32_t zero = 0;
+				if (__atomic_load_n(w, __ATOMIC_RELAXED) == 0 &&
+				    __atomic_compare_exchange_n(w, &zero, tid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+					t->lease = k + 1;
+					t->mt.cpu = k;
+					return k;
+				}
 			}
 		}
-		if (tries < 256) {
-			esys0(SYS_sched_yield);
-		} else {
-			struct timespec ts = {0, 20000};
-			esys2(SYS_nanosleep, &ts, 0);
-		}
+		if (tries % 64 == 63)
+			reclaim(n, tid);
+		wait(tries);
 	}
 	return ~0u;
 }

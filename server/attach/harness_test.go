@@ -128,8 +128,15 @@ type proc struct {
 // start runs the workload with the agent and waits for its "ready".
 func (h *harness) start() *proc {
 	h.t.Helper()
+	return h.startWith()
+}
+
+// startWith runs the workload with the agent and the extra environment variables, and waits
+// for its "ready".
+func (h *harness) startWith(env ...string) *proc {
+	h.t.Helper()
 	cmd := exec.Command(filepath.Join(h.bin, "work"))
-	cmd.Env = h.env()
+	cmd.Env = append(h.env(), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
