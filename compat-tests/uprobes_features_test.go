@@ -70,7 +70,9 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 			END { print(@, 3); zero(@z); print(@z); clear(@); print(@); print(@x); }`},
 		{name: "time", prog: `uprobe:W:greet { @d[tid] = nsecs; } uretprobe:W:greet /@d[tid]/ { @n = count();
 			@later = sum(nsecs > @d[tid]); @e = sum(elapsed > 0); delete(@d[tid]); time("%Y\n"); }`},
-		{name: "exit in a probe", prog: `uprobe:W:greet { @[arg1] = count(); if (arg1 == 3) { exit(); } }`},
+		// the workload sleeps after done(): bpftrace ends only by exit()
+		{name: "exit in a probe", args: "stay", prog: `uprobe:W:greet { @[arg1] = count(); }
+			uprobe:W:done { printf("done %d\n", arg0); exit(); printf("after exit\n"); }`},
 		// signal() is the last action of the hit: the agent's signal arrives at once, the
 		// kernel's on the way back to user space (docs/probes.md)
 		{name: "signal", prog: `uprobe:W:greet { @g = count(); if (arg1 == 2) { signal("KILL"); } }
@@ -79,6 +81,8 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 			uprobe:W:%#x { @addr = count(); }`, scale)},
 		{name: "library loaded with dlopen", prog: `uprobe:L:libfn { @ = count(); @s = sum(arg0); }
 			uretprobe:L:libfn { @r = sum(retval); }`, args: "dlopen L"},
+		{name: "interval", args: "stay", prog: `BEGIN { @a = 1; } interval:ms:100 { @a = @a * 2; print(@a); printf("cpu %d\n", cpu); }
+			uprobe:W:add { @n = count(); } uprobe:W:done { @d = 1; } interval:ms:50 /@d && @a > 10/ { exit(); }`},
 		{name: "stacks", work: work0, args: "stay", norand: true, prog: `uprobe:W:scale { @[ustack(2)] = count(); }
 			uprobe:W:greet { @g[ustack(perf, 2), usym(reg("ip")), func] = count(); printf("%s%s\n", ustack(2), ustack(perf, 2)); }
 			uretprobe:W:greet { @r[ustack(1), func] = count(); printf("%s %s\n", func, ustack(1)); }
@@ -113,6 +117,37 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 			sameOut(t, tc.name, k, s, normMaps)
 			if strings.Contains(s.Stderr, "ebpfu-shim:") {
 				t.Errorf("the shim reported:\n%s", s.Stderr)
+			}
+		})
+	}
+}
+
+// TestBpftraceRefusals: what ebpfu does not do fails at once with one line that says so, and a
+// non-zero exit, never an empty trace.
+func TestBpftraceRefusals(t *testing.T) {
+	e := Stage(t, "bpftrace", "gcc")
+	work := workload(t, e)
+	for _, tc := range []struct{ name, prog, line string }{
+		{"profile at a frequency", `profile:hz:99 { @ = count(); } interval:s:1 { exit(); }`,
+			"ebpfu-shim: perf_event_open: sampling CPUs at a frequency (profile probes) is not supported: ebpfu does not sample what CPUs run"},
+		{"profile by period", `profile:ms:10 { @ = count(); } interval:s:1 { exit(); }`,
+			`ebpfu-shim: program "10" (id * on the clocks of several CPUs (a profile probe) is not supported: ebpfu does not sample what CPUs run`},
+		{"kernel tracepoint", `tracepoint:syscalls:sys_enter_getppid { @ = count(); }`,
+			"ebpfu-shim: perf_event_open: tracepoint syscalls:sys_enter_getppid: kernel tracepoints are not supported (the kernel is not traced)"},
+		{"hardware event", `hardware:cache-misses:1000 { @ = count(); }`,
+			"ebpfu-shim: perf_event_open: hardware perf events (type 0 config 0x3) are not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", tc.prog, "-c", work+" calls")
+			var lines []string
+			for _, l := range strings.Split(s.Stderr, "\n") {
+				if strings.HasPrefix(l, "ebpfu-shim:") {
+					lines = append(lines, l)
+				}
+			}
+			pre, post, _ := strings.Cut(tc.line, "*")
+			if s.Code == 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], pre) || !strings.HasSuffix(lines[0], post) {
+				t.Errorf("want a non-zero exit and the line %q, got:\n%s", tc.line, s)
 			}
 		})
 	}

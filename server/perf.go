@@ -74,6 +74,9 @@ func (s *Server) PerfEventOpen(p Process, attrAddr uint64, pid, cpu, groupFD int
 	if retBit, ok := isUprobe(typ); ok {
 		return s.uprobeOpen(p, attr, retBit, pid, cpu, groupFD, flags)
 	}
+	if isClock(typ, config) {
+		return s.timerOpen(attr, pid, cpu, groupFD, flags)
+	}
 	if typ != perfTypeSoftware || config != perfCountBPFOutput {
 		return Result{}, s.refusePerf(typ, config)
 	}
@@ -133,7 +136,7 @@ func (s *Server) refusePerf(typ uint32, config uint64) error {
 		s.logf("perf_event_open: breakpoint perf events are not supported")
 		return syscall.ENOENT
 	case perfTypeSoftware:
-		s.logf("perf_event_open: software perf event %d is not supported (only BPF output events are)", config)
+		s.logf("perf_event_open: software perf event %d is not supported (only BPF output events and clocks sampled by period are)", config)
 		return syscall.EOPNOTSUPP
 	}
 	s.logf("perf_event_open: perf event type %d is not supported (kprobes and other PMUs need the kernel)", typ)
@@ -264,6 +267,9 @@ const (
 // perf events (the kernel then answers).
 func (s *Server) PerfIoctl(p Process, id FileID, req, arg uint64) (val int64, ok bool, err error) {
 	if val, ok, err := s.uprobeIoctl(p, id, req, arg); ok {
+		return val, ok, err
+	}
+	if val, ok, err := s.timerIoctl(p, id, req, arg); ok {
 		return val, ok, err
 	}
 	s.mu.Lock()
