@@ -160,8 +160,7 @@ func makeThunks(n int) (*thunks, error) {
 }
 
 // Implemented in trampoline_amd64.s.
-func enter(b *runBlock, entry uintptr) uint64
-func resume(b *runBlock, r0 uint64) uint64
+func jump(b *runBlock, entry uintptr, r0 uint64) uint64
 func helperStub() // never called from Go: compiled code calls it through the thunks
 func helperStubAddr() uintptr
 
@@ -256,17 +255,37 @@ type packetSource interface {
 	Packet() []byte
 }
 
-// run runs compiled code until it returns, serving its helper calls.
+// run runs compiled code until it returns, serving its helper calls. Each switch to compiled
+// code, the first and those after helpers, goes through one call site of jump (see
+// trampoline_amd64.s): the processor then predicts the returns between Go and compiled code
+// but two per helper call.
 func (f *Func) run(b *runBlock, env *helper.Env) (uint64, error) {
 	entry := uintptr(unsafe.Pointer(&f.text[f.code.Entry]))
-	status := f.call(b, entry)
-	for status == statusHelper {
+	var r0 uint64
+	loops := f.code.Loops
+	for {
+		// A run of a program with loops is a system call for the scheduler (see
+		// switch_linux_amd64.go). Between entersyscall and exitsyscall the goroutine must not
+		// grow its stack: nothing runs there but jump, which is NOSPLIT and runs on the
+		// native stack.
+		if loops {
+			entersyscall()
+		}
+		status := jump(b, entry, r0)
+		if loops {
+			exitsyscall()
+		}
+		if status != statusHelper {
+			break
+		}
+		entry = 0
 		id := helper.ID(b.helperID)
 		impl, ok := env.Helpers.Get(id)
 		if !ok || impl.Fn == nil {
 			return 0, &program.Fault{PC: f.helperPC(b), Reason: fmt.Sprintf("call to %s, which this run does not offer", helperName(id))}
 		}
-		r0, err := impl.Fn(env, &b.helperArgs) // the block is outside the Go heap: nothing escapes
+		var err error
+		r0, err = impl.Fn(env, &b.helperArgs) // the block is outside the Go heap: nothing escapes
 		if err != nil {
 			var ft *program.Fault
 			if errors.As(err, &ft) {
@@ -274,7 +293,6 @@ func (f *Func) run(b *runBlock, env *helper.Env) (uint64, error) {
 			}
 			return 0, &program.Fault{PC: f.helperPC(b), Reason: fmt.Sprintf("%s: %v", helperName(id), err)}
 		}
-		status = f.resume(b, r0)
 	}
 	if b.Fault != FaultNone {
 		return 0, f.fault(b, env)

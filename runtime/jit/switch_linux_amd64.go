@@ -8,42 +8,11 @@ import _ "unsafe" // for go:linkname
 // tell the runtime the goroutine is in a system call, as cgo calls do: the goroutine's P is
 // handed off, and the collector scans its Go stack, frozen at the call, without stopping it.
 // Loop-free programs are short (the verifier bounds the instructions they execute) and skip
-// the two runtime calls this costs.
+// the two runtime calls this costs. Func.run makes the calls around each switch to compiled
+// code.
 
 //go:linkname entersyscall runtime.entersyscall
 func entersyscall()
 
 //go:linkname exitsyscall runtime.exitsyscall
 func exitsyscall()
-
-// call starts compiled code at entry.
-func (f *Func) call(b *runBlock, entry uintptr) uint64 {
-	if f.code.Loops {
-		return enterAsSyscall(b, entry)
-	}
-	return enter(b, entry)
-}
-
-// resume continues compiled code after a helper call with r0.
-func (f *Func) resume(b *runBlock, r0 uint64) uint64 {
-	if f.code.Loops {
-		return resumeAsSyscall(b, r0)
-	}
-	return resume(b, r0)
-}
-
-//go:nosplit
-func enterAsSyscall(b *runBlock, entry uintptr) uint64 {
-	entersyscall()
-	s := enter(b, entry)
-	exitsyscall()
-	return s
-}
-
-//go:nosplit
-func resumeAsSyscall(b *runBlock, r0 uint64) uint64 {
-	entersyscall()
-	s := resume(b, r0)
-	exitsyscall()
-	return s
-}

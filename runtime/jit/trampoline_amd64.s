@@ -1,10 +1,10 @@
 // The switch between Go and compiled code (see run_linux_amd64.go and docs/jit.md).
 //
-// enter and resume save the Go side's registers in the run block, switch to the run's native
-// stack and run compiled code. Compiled code comes back in one of two ways: its entry point
+// jump saves the Go side's registers in the run block, switches to the run's native stack and
+// enters or resumes compiled code. Compiled code comes back in one of two ways: its entry point
 // returns (the run is over), or it calls helperStub (through the per-helper thunk that loads
 // the helper number into AX) to ask Go to run a helper. Both return to the Go caller of the last
-// enter or resume, whose frames have the same shape ($0-24: block, word, result).
+// jump.
 //
 // No Go code ever runs on the native stack, and compiled code never runs on a goroutine stack.
 
@@ -51,34 +51,37 @@
 	MOVQ GO_R15(R12), R15; \
 	MOVQ GO_R12(R12), R12
 
-// func enter(b *runBlock, entry uintptr) uint64
-TEXT ·enter(SB), NOSPLIT|NOFRAME, $0-24
-	MOVQ b+0(FP), AX
+// func jump(b *runBlock, entry uintptr, r0 uint64) uint64
+//
+// jump enters compiled code at entry (entry != 0) or resumes it after a helper call with r0 in
+// AX (entry == 0). Go calls it from a single call site (Func.run), which keeps the processor's
+// return-address predictions in step across the switches: helperStub's return to Go and
+// jump's return into compiled code are the only mispredicted returns of a helper call (the
+// compiled code's final return matches the CALL below, and the return to Go after it matches
+// the call of the latest jump, from the same site as the first).
+TEXT ·jump(SB), NOSPLIT|NOFRAME, $0-32
+	MOVQ b+0(FP), R9
 	MOVQ entry+8(FP), R11
-	MOVQ BP, GO_BP(AX)
-	SAVE_GO(AX)
-	MOVQ STACK_TOP(AX), SP
-	MOVQ AX, R12
-	MOVQ AX, DI
-	MOVQ (ARGS+0)(AX), SI
-	MOVQ (ARGS+8)(AX), DX
-	MOVQ (ARGS+16)(AX), CX
-	MOVQ (ARGS+24)(AX), R8
-	MOVQ (ARGS+32)(AX), R9
+	MOVQ r0+16(FP), AX
+	MOVQ $0, ret+24(FP) // replaced when compiled code asks for a helper
+	MOVQ BP, GO_BP(R9)
+	SAVE_GO(R9)
+	TESTQ R11, R11
+	JZ resume
+	MOVQ STACK_TOP(R9), SP
+	MOVQ R9, R12
+	MOVQ R9, DI
+	MOVQ (ARGS+0)(R9), SI
+	MOVQ (ARGS+8)(R9), DX
+	MOVQ (ARGS+16)(R9), CX
+	MOVQ (ARGS+24)(R9), R8
+	MOVQ (ARGS+32)(R9), R9
 	CALL R11
 	// The entry point returned r0 in AX; R12 still holds the block (callee-saved).
 	MOVQ AX, RESULT(R12)
 	RESTORE_GO
-	MOVQ $0, ret+16(FP)
-	RET
-
-// func resume(b *runBlock, r0 uint64) uint64
-TEXT ·resume(SB), NOSPLIT|NOFRAME, $0-24
-	MOVQ b+0(FP), R9
-	MOVQ r0+8(FP), AX
-	MOVQ $0, ret+16(FP) // replaced when compiled code comes back
-	MOVQ BP, GO_BP(R9)
-	SAVE_GO(R9)
+	RET // to the caller of the latest jump, whose result is 0
+resume:
 	MOVQ JIT_SP(R9), SP
 	MOVQ JIT_BX(R9), BX
 	MOVQ JIT_BP(R9), BP
@@ -90,7 +93,7 @@ TEXT ·resume(SB), NOSPLIT|NOFRAME, $0-24
 
 // helperStub is called by compiled code with the helper number in AX, r1-r5 in DI, SI, DX,
 // CX, R8 and the block in R9, on the native stack. It saves the compiled code's callee-saved
-// registers in the block and returns to Go from the pending enter or resume with status 1.
+// registers in the block and returns to Go from the pending jump with status 1.
 TEXT ·helperStub(SB), NOSPLIT|NOFRAME, $0-0
 	MOVQ AX, HELPER_ID(R9)
 	MOVQ DI, (HELPER_ARGS+0)(R9)
@@ -107,7 +110,7 @@ TEXT ·helperStub(SB), NOSPLIT|NOFRAME, $0-0
 	MOVQ R15, JIT_R15(R9)
 	MOVQ R9, R12
 	RESTORE_GO
-	MOVQ $1, 24(SP) // the result slot of the pending enter or resume
+	MOVQ $1, 32(SP) // the result slot of the pending jump
 	RET
 
 // func helperStubAddr() uintptr
