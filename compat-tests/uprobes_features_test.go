@@ -1,9 +1,14 @@
 package compat
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,4 +156,143 @@ func TestBpftraceRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGethostlatency: stock libbpf-tools gethostlatency (uprobes and uretprobes on libc's
+// getaddrinfo, gethostbyname and gethostbyname2) under one shim shows the lookups of getent
+// started with `ebpfu-shim run` from another, names from /etc/hosts (no network needed), as the
+// kernel's shows them for the same commands as root. The kernel's traces every process of the
+// machine: the lines of a copy of getent with a name of its own are compared, without times,
+// pids and latencies.
+func TestGethostlatency(t *testing.T) {
+	e := Stage(t, "gethostlatency", "getent", "stdbuf")
+	getent, err := exec.LookPath("getent")
+	if err != nil {
+		t.Skip(err)
+	}
+	b, err := os.ReadFile(getent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(e.Dir, "ebpfu-getent")
+	if err := os.WriteFile(mine, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lookups := [][]string{{"ahosts", "localhost"}, {"hosts", "localhost"}, {"ahostsv4", "localhost"}}
+	session := func(tool *exec.Cmd, lookup func(args ...string) Result) []string {
+		lines, stderr := startUser(t, tool)
+		expect(t, lines, "TIME", stderr)
+		for _, l := range lookups {
+			if r := lookup(append([]string{mine}, l...)...); r.Code != 0 || !strings.Contains(r.Stdout, "127.0.0.1") {
+				t.Fatalf("%s %s:\n%s", mine, strings.Join(l, " "), r)
+			}
+		}
+		line := regexp.MustCompile(`^\S+\s+\d+\s+(\S+)\s+[\d.]+\s+(.*)$`) // TIME PID COMM LATms HOST
+		var got []string
+		keep := func(l string) {
+			if m := line.FindStringSubmatch(l); m != nil && m[1] == "ebpfu-getent" {
+				got = append(got, m[1]+" "+m[2])
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // the last events on their way to the tool
+		for _, l := range rest(t, tool, lines) {
+			keep(l)
+		}
+		return got
+	}
+	k := session(exec.Command("stdbuf", "-oL", "gethostlatency"),
+		func(args ...string) Result { return e.Kernel(t, time.Minute, args...) })
+	dir := e.runtimeDir(t)
+	s := session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "gethostlatency"),
+		func(args ...string) Result {
+			return e.shimIn(t, dir, time.Minute, append([]string{"run", "--"}, args...)...)
+		})
+	if len(k) < len(lookups) {
+		t.Fatalf("the kernel's gethostlatency showed %q for %d lookups", k, len(lookups))
+	}
+	if strings.Join(s, "\n") != strings.Join(k, "\n") {
+		t.Errorf("gethostlatency under the shim showed %q, the kernel's %q", s, k)
+	}
+}
+
+// TestBpftraceUprobePID: `bpftrace -p PID` probes a workload started with `ebpfu-shim run`
+// (already running; it calls the probed functions once probed): it counts the calls of that
+// process alone, not those of another workload that runs meanwhile, as on the kernel.
+func TestBpftraceUprobePID(t *testing.T) {
+	e := Stage(t, "bpftrace", "gcc", "pgrep")
+	work := workload(t, e)
+	session := func(start func(args ...string) *exec.Cmd, other func(args ...string) Result, tool func(pid int) *exec.Cmd) Result {
+		t.Helper()
+		w := start(work, "wait", "1000")
+		in, err := w.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Stderr = os.Stderr
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { in.Close(); w.Process.Kill(); w.Wait() }()
+		pid := 0
+		for j := 0; pid == 0 && j < 1000; j++ {
+			out, _ := exec.Command("pgrep", "-f", "-x", work+" wait 1000").Output()
+			if f := strings.Fields(string(out)); len(f) == 1 {
+				pid, _ = strconv.Atoi(f[0])
+			} else {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if pid == 0 {
+			t.Fatal("the workload did not start")
+		}
+		cmd := tool(pid)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		rd := bufio.NewReader(out)
+		first, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("bpftrace: %v\n%s", err, stderr.String())
+		}
+		if r := other(work, "threads", "2", "5000"); r.Code != 0 {
+			t.Fatalf("the other workload:\n%s", r)
+		}
+		io.WriteString(in, "go\n") // the workload calls hit() once its probes are in place
+		done := make(chan string, 1)
+		go func() { rest, _ := io.ReadAll(rd); done <- string(rest) }()
+		var rest string
+		select {
+		case rest = <-done:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("bpftrace did not end:\n%s%s", first, stderr.String())
+		}
+		cmd.Wait()
+		return Result{Stdout: first + rest, Stderr: stderr.String(), Code: cmd.ProcessState.ExitCode()}
+	}
+	prog := func(pid int) string {
+		return fmt.Sprintf(`uprobe:%s:hit { @[pid == %d] = count(); @s = sum(arg0); }
+			uprobe:%s:done { printf("done %%d %%d\n", arg0, pid == %d); exit(); }`, work, pid, work, pid)
+	}
+	k := session(func(args ...string) *exec.Cmd { return exec.Command(args[0], args[1:]...) },
+		func(args ...string) Result { return e.Kernel(t, time.Minute, args...) },
+		func(pid int) *exec.Cmd { return exec.Command("bpftrace", "-p", strconv.Itoa(pid), "-e", prog(pid)) })
+	dir := e.runtimeDir(t)
+	s := session(func(args ...string) *exec.Cmd {
+		return e.userCommand(dir, append([]string{e.ShimPath(), "run", "--"}, args...)...)
+	}, func(args ...string) Result {
+		return e.shimIn(t, dir, time.Minute, append([]string{"run", "--"}, args...)...)
+	}, func(pid int) *exec.Cmd {
+		return e.userCommand(dir, e.ShimPath(), "bpftrace", "-p", strconv.Itoa(pid), "-e", prog(pid))
+	})
+	if !strings.Contains(k.Stdout, "done 1000 1\n") || !strings.Contains(k.Stdout, "@[1]: 1000\n") {
+		t.Fatalf("bpftrace -p on the kernel:\n%s", k)
+	}
+	same(t, "bpftrace -p", k, s)
 }
