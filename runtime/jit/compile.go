@@ -62,6 +62,14 @@ type ValueRef struct {
 // Register assignment: eBPF r0-r10 live in the registers of the kernel's x86-64 JIT.
 var regMap = [isa.NumRegs]reg{rax, rdi, rsi, rdx, rcx, r8, rbx, r13, r14, r15, rbp}
 
+// ebpfReg maps machine registers back to eBPF registers (0 for the others).
+var ebpfReg = func() (t [16]uint8) {
+	for r, x := range regMap {
+		t[x] = uint8(r)
+	}
+	return t
+}()
+
 const (
 	rBlk    = r12 // the context block
 	rBudget = r9  // remaining instruction budget, when the program has loops
@@ -171,9 +179,11 @@ type compiler struct {
 	checkRegions label // -1 until needed
 	faultExit    label // -1 until needed
 
-	// stackish has bit r set, before the instruction being emitted, when register r
-	// probably points into the stack (see stackStep): it orders the checks of checked accesses.
+	// stackish has bit r set, before instruction stackPC, when register r probably points
+	// into the stack (see stackStep): it orders the checks of checked accesses. It is brought
+	// up to a checked access when one is emitted.
 	stackish uint16
+	stackPC  int
 	fn       int // the function being emitted
 }
 
@@ -282,20 +292,28 @@ func (c *compiler) prepare() error {
 			}
 			cl := isa.Class(ins.Op)
 			switch cl {
-			case isa.ClassALU, isa.ClassALU64:
+			case isa.ClassALU, isa.ClassALU64, isa.ClassLDX:
+				if cl == isa.ClassLDX && checks[pc] == program.CheckBounds {
+					b := bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
+					c.fns[k].checkSizes |= 1 << b
+					c.regionUses |= 1 << b
+				}
 				if ins.Dst() == isa.RFP {
 					return fmt.Errorf("instruction %d: writes the frame pointer r10", pc)
 				}
 				written |= 1 << ins.Dst()
 				continue
-			case isa.ClassLDX, isa.ClassST, isa.ClassSTX:
+			case isa.ClassST, isa.ClassSTX:
 				if checks[pc] == program.CheckBounds {
 					b := bits.TrailingZeros(uint(isa.Bytes(isa.SizeOf(ins.Op))))
 					c.fns[k].checkSizes |= 1 << b
-					if cl != isa.ClassLDX && !(isa.Mode(ins.Op) == isa.ModeATOMIC && ins.Imm == isa.AtomicLoadAcq) {
+					if !(isa.Mode(ins.Op) == isa.ModeATOMIC && ins.Imm == isa.AtomicLoadAcq) {
 						b += 4
 					}
 					c.regionUses |= 1 << b
+				}
+				if cl == isa.ClassST || isa.Mode(ins.Op) != isa.ModeATOMIC {
+					continue
 				}
 			}
 			if r, ok := written1(ins); ok {
@@ -625,27 +643,23 @@ func (c *compiler) emit() error {
 			c.subPrologue(k)
 		}
 		c.fn = k
-		st := uint16(1) << isa.R10
+		c.stackish, c.stackPC = 1<<isa.R10, f.Start
 		for pc := f.Start; pc < f.End; pc++ {
 			if c.flags[pc]&pcLoopHead != 0 {
 				c.align16()
 			}
 			c.place(label(pc))
 			ins := c.insns[pc]
-			if c.fuseLea(pc) {
-				st = stackStep(stackStep(st, ins), c.insns[pc+1])
+			if ins.Op == isa.OpMov64Reg && c.fuseLea(pc) {
 				pc++
 				c.place(label(pc))
 				continue
 			}
-			c.stackish = st
 			if err := c.insn(pc); err != nil {
 				return fmt.Errorf("instruction %d (%s): %w", pc, describe(ins), err)
 			}
-			st = stackStep(st, ins)
 			if ins.Op == isa.OpLdDW {
 				pc++
-				st = stackStep(st, c.insns[pc])
 				c.place(label(pc))
 			}
 		}

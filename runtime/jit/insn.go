@@ -508,11 +508,9 @@ func (c *compiler) access(pc int, base reg, off int16, size int, write, inAux bo
 		s.info |= 0x80
 		k += 4
 	}
-	var ebpfBase uint8
-	for r, x := range regMap {
-		if x == base {
-			ebpfBase = uint8(r)
-		}
+	ebpfBase := ebpfReg[base]
+	for ; c.stackPC < pc; c.stackPC++ {
+		c.stackish = stackStep(c.stackish, c.insns[c.stackPC])
 	}
 	s.stackFirst = c.stackish>>ebpfBase&1 != 0
 	if s.stackFirst {
