@@ -146,15 +146,20 @@ func (a *asm) rex(w bool, r, x, b reg, force bool) {
 
 // prefix returns the REX prefix (when needed) and the opcode as bytes, and their number.
 func prefix(w bool, r, x, b reg, force bool, op opcode) (uint64, int) {
-	var v uint64
+	v := uint64(r>>3&1)<<2 | uint64(x>>3&1)<<1 | uint64(b>>3&1)
+	if w {
+		v |= 8
+	}
 	n := 0
-	if p, ok := rexByte(w, r, x, b, force); ok {
-		v, n = uint64(p), 1
+	if v != 0 || force {
+		v |= 0x40
+		n = 1
 	}
+	ob, on := uint64(op), 1
 	if op > 0xff {
-		return v | uint64(0x0f)<<(8*n) | uint64(byte(op))<<(8*n+8), n + 2
+		ob, on = 0x0f|uint64(op&0xff)<<8, 2
 	}
-	return v | uint64(op)<<(8*n), n + 1
+	return v | ob<<(8*n), n + on
 }
 
 // byteForce reports whether a byte access to r needs a REX prefix to mean the low byte of the
@@ -214,7 +219,22 @@ func (a *asm) modrmMem(r reg, m mem) {
 
 // opRR emits a two-register instruction "op rm, r" (or "op r, rm", as the opcode says).
 func (a *asm) opRR(w bool, op opcode, r, rm reg) {
-	v, n := prefix(w, r, noReg, rm, false, op)
+	// prefix, inlined by hand: most instructions come here.
+	v := uint64(r>>3&1)<<2 | uint64(rm>>3&1)
+	if w {
+		v |= 8
+	}
+	n := 0
+	if v != 0 {
+		v |= 0x40
+		n = 1
+	}
+	ob, on := uint64(op), 1
+	if op > 0xff {
+		ob, on = 0x0f|uint64(op&0xff)<<8, 2
+	}
+	v |= ob << (8 * n)
+	n += on
 	a.put(v|uint64(0xc0|byte(r&7)<<3|byte(rm&7))<<(8*n), n+1)
 }
 
