@@ -24,16 +24,21 @@ type cBuild struct {
 	err  error
 }
 
-// buildC compiles testdata/uprobes/src into e.Dir/name with gcc and flags, once per test binary.
+// buildC compiles testdata/uprobes/src into e.Dir/name with gcc (g++ for .cc) and flags, once
+// per test binary.
 func buildC(t *testing.T, e *Env, name, src string, flags ...string) string {
 	t.Helper()
 	v, _ := builds.LoadOrStore(name, &cBuild{})
 	b := v.(*cBuild)
 	b.once.Do(func() {
 		b.path = filepath.Join(e.Dir, name)
+		cc := "gcc"
+		if strings.HasSuffix(src, ".cc") {
+			cc = "g++"
+		}
 		args := append(append([]string{}, flags...), "-o", b.path, filepath.Join(repoRoot(), "compat-tests", "testdata", "uprobes", src))
-		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
+		if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("%s %s: %v\n%s", cc, strings.Join(args, " "), err, out)
 		}
 	})
 	if b.err != nil {
@@ -55,6 +60,10 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 	work0 := buildC(t, e, "uprobe-work-O0", "work.c", "-O0", "-g", "-fno-omit-frame-pointer", "-lpthread")
 	lib := buildC(t, e, "libuprobe-dl.so", "lib.c", "-O2", "-shared", "-fPIC")
 	scale := symbolOffset(t, work, "scale")
+	exc := ""
+	if _, err := exec.LookPath("g++"); err == nil {
+		exc = buildC(t, e, "uprobe-exc", "exc.cc", "-O2", "-g")
+	}
 	for _, tc := range []struct {
 		name, prog string
 		work       string // the workload's build (default: work)
@@ -88,6 +97,11 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 			uretprobe:L:libfn { @r = sum(retval); }`, args: "dlopen L"},
 		{name: "interval", args: "stay", prog: `BEGIN { @a = 1; } interval:ms:100 { @a = @a * 2; print(@a); printf("cpu %d\n", cpu); }
 			uprobe:W:add { @n = count(); } uprobe:W:done { @d = 1; } interval:ms:50 /@d && @a > 10/ { exit(); }`},
+		// the exceptions pass through no frame with a pending return probe: on the kernel they
+		// would stop the program (TestUprobeExceptionFrames)
+		{name: "C++ exceptions", work: exc, prog: `uretprobe:W:outer { @o[retval] = count(); }
+			uretprobe:W:middle { @m[retval] = count(); } uprobe:W:thrower { @te = count(); }
+			uprobe:W:passthru { @p = count(); } uretprobe:W:main { @main[retval] = count(); }`},
 		{name: "stacks", work: work0, args: "stay", norand: true, prog: `uprobe:W:scale { @[ustack(2)] = count(); }
 			uprobe:W:greet { @g[ustack(perf, 2), usym(reg("ip")), func] = count(); printf("%s%s\n", ustack(2), ustack(perf, 2)); }
 			uretprobe:W:greet { @r[ustack(1), func] = count(); printf("%s %s\n", func, ustack(1)); }
@@ -99,6 +113,9 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 			w := work
 			if tc.work != "" {
 				w = tc.work
+			}
+			if tc.name == "C++ exceptions" && exc == "" {
+				t.Skip("g++ is not installed")
 			}
 			prog := strings.NewReplacer("probe:W:", "probe:"+w+":", "probe:L:", "probe:"+lib+":").Replace(tc.prog)
 			args := tc.args
@@ -295,4 +312,43 @@ func TestBpftraceUprobePID(t *testing.T) {
 		t.Fatalf("bpftrace -p on the kernel:\n%s", k)
 	}
 	same(t, "bpftrace -p", k, s)
+}
+
+// TestUprobeExceptionFrames: C++ exceptions that leave frames with pending return probes. The
+// kernel's return probe trampoline has no unwind information, so there the unwinder calls
+// std::terminate (and bpftrace shows what returned before); under the shim the program runs to
+// its end, the frames the exceptions leave do not return and every other one does.
+func TestUprobeExceptionFrames(t *testing.T) {
+	e := Stage(t, "bpftrace", "g++")
+	exc := buildC(t, e, "uprobe-exc", "exc.cc", "-O2", "-g")
+	prog := strings.ReplaceAll(`uretprobe:W:outer { @o[retval] = count(); } uretprobe:W:middle { @m[retval] = count(); }
+		uretprobe:W:thrower { @t = count(); } uprobe:W:thrower { @te = count(); }
+		uretprobe:W:passthru { @p[retval] = count(); } uretprobe:W:main { @main[retval] = count(); }`, "W:", exc+":")
+	s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", prog, "-c", exc)
+	want := `Attaching 6 probes...
+
+
+@m[0]: 1
+@m[12]: 1
+@m[16]: 1
+@m[4]: 1
+@m[8]: 1
+@m[-1]: 5
+@main[0]: 1
+@o[13]: 1
+@o[17]: 1
+@o[1]: 1
+@o[5]: 1
+@o[9]: 1
+@o[0]: 5
+@p[0]: 1
+@p[2]: 1
+@p[4]: 1
+@p[6]: 1
+@p[8]: 1
+@t: 10
+@te: 20`
+	if s.Code != 0 || strings.TrimSpace(normMaps(s.Stdout)) != strings.TrimSpace(want) {
+		t.Errorf("bpftrace under the shim:\n%s\nwant (maps in normMaps' order)\n%s", s, want)
+	}
 }

@@ -940,16 +940,73 @@ EXPORT int execle(const char *path, const char *arg, ...)
  * A return probe replaces a return address with the return trampoline, which has no unwind
  * information: an unwinder walking through it would stop the program (C++ would call
  * std::terminate). The unwinder's entry points restore the thread's original return addresses
- * first (ebpfu_shadow_restore); the return programs of the frames involved do not run. */
+ * first (ebpfu_shadow_restore) and park the entries they restored. A catch (__cxa_begin_catch,
+ * called by the catching frame's landing pad) hooks the parked frames that are still live, at or
+ * above the catching frame, again: only the return programs of the frames the exception left do
+ * not run, as with the kernel's uretprobes. */
 
 struct _Unwind_Exception;
 typedef int (*unwind_stop_fn)(int, int, uint64_t, struct _Unwind_Exception *, void *, void *);
+
+static __thread struct shadow_entry parked[EBPFU_SHADOW_DEPTH] __attribute__((tls_model("initial-exec")));
+static __thread uint32_t nparked __attribute__((tls_model("initial-exec")));
+
+/* unhook parks the thread's pending return probes and puts their return addresses back. */
+static void unhook(struct tstate *t)
+{
+	uint32_t busy = t->busy;
+	t->busy = 1; /* no probe of a signal handler pushes meanwhile */
+	for (uint32_t d = 0; d < t->depth && nparked < EBPFU_SHADOW_DEPTH; d++) {
+		struct shadow_entry *e = &t->shadow[d];
+		if (*(uint64_t *)e->sp == (uint64_t)ebpfu_ret_tramp)
+			parked[nparked++] = *e;
+	}
+	t->busy = busy;
+	ebpfu_shadow_restore(t);
+}
+
+/* rehook hooks the parked return probes of frames at or above live (the catching frame's stack
+ * pointer) again, under the thread's pending ones of such frames, and forgets the others. */
+static void rehook(struct tstate *t, uint64_t live)
+{
+	struct shadow_entry keep[EBPFU_SHADOW_DEPTH];
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < nparked; i++) {
+		struct shadow_entry *e = &parked[i];
+		if (e->sp < live || *(uint64_t *)e->sp != e->ret)
+			continue;
+		uint32_t j = k; /* oldest (highest) first; one entry per return address slot */
+		while (j > 0 && keep[j - 1].sp < e->sp)
+			j--;
+		if (j > 0 && keep[j - 1].sp == e->sp)
+			continue;
+		for (uint32_t m = k; m > j; m--)
+			keep[m] = keep[m - 1];
+		keep[j] = *e;
+		k++;
+	}
+	nparked = 0;
+	if (!k)
+		return;
+	uint32_t busy = t->busy;
+	t->busy = 1;
+	uint32_t n = 0;
+	for (uint32_t d = 0; d < t->depth && k + n < EBPFU_SHADOW_DEPTH; d++) /* live ones stay on top */
+		if (t->shadow[d].sp >= live && t->shadow[d].sp < keep[k - 1].sp)
+			keep[k + n++] = t->shadow[d];
+	for (uint32_t i = 0; i < k + n; i++)
+		t->shadow[i] = keep[i];
+	for (uint32_t i = 0; i < k; i++)
+		*(uint64_t *)t->shadow[i].sp = (uint64_t)ebpfu_ret_tramp;
+	__atomic_store_n(&t->depth, k + n, __ATOMIC_RELEASE);
+	t->busy = busy;
+}
 
 EXPORT int _Unwind_RaiseException(struct _Unwind_Exception *e)
 {
 	REAL(_Unwind_RaiseException);
 	if (ebpfu_tls.depth)
-		ebpfu_shadow_restore(&ebpfu_tls);
+		unhook(&ebpfu_tls);
 	return real__Unwind_RaiseException(e);
 }
 
@@ -957,7 +1014,7 @@ EXPORT void _Unwind_Resume(struct _Unwind_Exception *e)
 {
 	REAL(_Unwind_Resume);
 	if (ebpfu_tls.depth)
-		ebpfu_shadow_restore(&ebpfu_tls);
+		unhook(&ebpfu_tls);
 	real__Unwind_Resume(e);
 	__builtin_unreachable();
 }
@@ -966,7 +1023,7 @@ EXPORT int _Unwind_Resume_or_Rethrow(struct _Unwind_Exception *e)
 {
 	REAL(_Unwind_Resume_or_Rethrow);
 	if (ebpfu_tls.depth)
-		ebpfu_shadow_restore(&ebpfu_tls);
+		unhook(&ebpfu_tls);
 	return real__Unwind_Resume_or_Rethrow(e);
 }
 
@@ -974,8 +1031,20 @@ EXPORT int _Unwind_ForcedUnwind(struct _Unwind_Exception *e, unwind_stop_fn stop
 {
 	REAL(_Unwind_ForcedUnwind);
 	if (ebpfu_tls.depth)
-		ebpfu_shadow_restore(&ebpfu_tls);
+		unhook(&ebpfu_tls);
 	return real__Unwind_ForcedUnwind(e, stop, arg);
+}
+
+void *__cxa_begin_catch(void *exc);
+
+/* __cxa_begin_catch: the catching frame called it, so its stack pointer is just above this
+ * function's return address. */
+EXPORT __attribute__((noinline)) void *__cxa_begin_catch(void *exc)
+{
+	REAL(__cxa_begin_catch);
+	if (nparked)
+		rehook(&ebpfu_tls, (uint64_t)__builtin_frame_address(0) + 16);
+	return real___cxa_begin_catch ? real___cxa_begin_catch(exc) : 0;
 }
 
 /* ---- process life ---- */
