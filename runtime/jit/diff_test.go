@@ -388,7 +388,17 @@ func differential(t *testing.T, m *interp.Machine, p *program.Program, seed []by
 		o.mem = append([]byte(nil), mem...)
 		return o
 	}
+	// A program may read the stack below what it wrote (when it calls helpers, the whole stack
+	// is one of its regions) and see what earlier runs left there, which differs between the
+	// executors: compare only outcomes that do not depend on it.
+	clear(m.Stack())
 	want := run(false)
+	for i := range m.Stack() {
+		m.Stack()[i] = 0xa5
+	}
+	if again := run(false); !again.same(want) {
+		return
+	}
 	got := run(true)
 	if !got.same(want) {
 		t.Fatalf("interpreter: r0 %#x, %v\nJIT:         r0 %#x, %v\nmemory % x\n   vs % x\n%s",
