@@ -352,3 +352,32 @@ func TestUprobeExceptionFrames(t *testing.T) {
 		t.Errorf("bpftrace under the shim:\n%s\nwant (maps in normMaps' order)\n%s", s, want)
 	}
 }
+
+// TestBpftraceUSDT: bpftrace's USDT probes of python (semaphores: perf_event_open's reference
+// counter, which the agent increments in the traced process while attached, as the kernel does)
+// on a script it starts print under the shim what they print on the kernel.
+func TestBpftraceUSDT(t *testing.T) {
+	e := Stage(t, "bpftrace")
+	py, err := filepath.EvalSymlinks("/usr/bin/python3") // Debian's, built with its USDT probes
+	if err != nil {
+		t.Skip(err)
+	}
+	if out, _ := exec.Command("bpftrace", "-l", "usdt:"+py+":python:function__return").Output(); !strings.Contains(string(out), "function__return") {
+		t.Skipf("%s has no USDT probe python:function__return", py)
+	}
+	script := filepath.Join(e.Dir, "usdt.py")
+	if err := os.WriteFile(script, []byte("def f(n):\n    return n\n\nfor i in range(7):\n    f(i)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prog := fmt.Sprintf(`usdt:%s:python:function__return /str(arg1) == "f"/ { @r[str(arg1), str(arg0)] = count(); @line[arg2] = count(); }`, py)
+	argv := []string{"bpftrace", "-e", prog, "-c", py + " " + script}
+	k := e.Kernel(t, time.Minute, argv...)
+	s := e.shimIn(t, e.runtimeDir(t), time.Minute, argv...)
+	if k.Code != 0 || !strings.Contains(k.Stdout, "]: 7\n") {
+		t.Fatalf("bpftrace on the kernel:\n%s", k)
+	}
+	same(t, "python's USDT probes", k, s)
+	if strings.Contains(s.Stderr, "ebpfu-shim:") {
+		t.Errorf("the shim reported:\n%s", s.Stderr)
+	}
+}

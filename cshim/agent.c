@@ -287,6 +287,21 @@ static int streq(const char *a, const char *b)
 	return *a == *b;
 }
 
+/* find_sem finds a reference counter (a USDT semaphore) as the kernel's valid_ref_ctr_vma does:
+ * in a private writable mapping of the file. */
+static int find_sem(const struct mapping *m, void *arg)
+{
+	struct find_mod *fm = arg;
+	if ((m->prot & PROT_WRITE) != PROT_WRITE || m->ino != fm->ino || m->major != fm->major ||
+	    m->minor != fm->minor)
+		return 0;
+	uint64_t a = m->lo + (fm->off - m->off);
+	if (fm->off < m->off || a < m->lo || a + 2 > m->hi)
+		return 0;
+	fm->addr = a;
+	return 1;
+}
+
 static int find_mod(const struct mapping *m, void *arg)
 {
 	struct find_mod *fm = arg;
@@ -485,6 +500,7 @@ struct applied {
 	struct site *site;
 	struct prog *prog;
 	uint32_t ret;
+	struct find_mod sem; /* the USDT semaphore incremented for it (sem.addr), if any */
 };
 
 static struct applied applied[EBPFU_ATT_NSLOTS];
@@ -589,6 +605,16 @@ static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
 	applied[i].site = site;
 	applied[i].prog = p;
 	applied[i].ret = (ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_RETPROBE) != 0;
+	applied[i].sem.addr = 0;
+	uint64_t ref = ld64(s, EBPFU_SLOT_REF_CTR);
+	if (ref && fm.ino) {
+		/* the probed program tests its USDT semaphore before it reaches the probe point */
+		struct find_mod sem = {.major = fm.major, .minor = fm.minor, .ino = fm.ino, .off = ref};
+		if (maps_each(find_sem, &sem) > 0) {
+			__atomic_add_fetch((uint16_t *)sem.addr, 1, __ATOMIC_RELAXED);
+			applied[i].sem = sem;
+		}
+	}
 	uint8_t *st = ebpfu_agent.table + EBPFU_ATT_STATUS + (uint64_t)i * EBPFU_ATT_STATUS_SIZE;
 	__atomic_add_fetch((uint32_t *)(st + EBPFU_STATUS_NAPPLIED), 1, __ATOMIC_RELAXED);
 }
@@ -629,6 +655,21 @@ static void publish(void)
 	}
 }
 
+/* release_sem decrements the USDT semaphore an attachment incremented, if the file is still
+ * mapped there (a dlclose may have unmapped it). */
+static void release_sem(struct find_mod *sem)
+{
+	if (!sem->addr)
+		return;
+	uint64_t at = sem->addr;
+	sem->addr = 0;
+	if (!maps_text)
+		maps_load();
+	if (maps_each(find_sem, sem) > 0 && sem->addr == at)
+		__atomic_sub_fetch((uint16_t *)at, 1, __ATOMIC_RELAXED);
+	sem->addr = 0;
+}
+
 static void sync_once(void *uctx)
 {
 	open_table();
@@ -649,6 +690,7 @@ static void sync_once(void *uctx)
 		if (applied[i].id) {
 			applied[i].id = 0;
 			changed = 1;
+			release_sem(&applied[i].sem);
 		}
 		if (!id)
 			continue;

@@ -81,6 +81,7 @@ enum {
 #define EBPFU_SLOT_CODE_ENTRY 0x04c /* u32 offset of the entry point in it */
 #define EBPFU_SLOT_NMAPS 0x050      /* u32 maps of the program */
 #define EBPFU_SLOT_PID 0x054        /* u32 only this process (perf_event_open's pid), 0: every one */
+#define EBPFU_SLOT_REF_CTR 0x058    /* u64 file offset of a USDT semaphore (u16), 0: none */
 #define EBPFU_SLOT_ORIG 0x060       /* u8[32] original bytes at the probe point */
 #define EBPFU_SLOT_COPY 0x080       /* u8[128] relocated displaced instructions */
 #define EBPFU_SLOT_FIXUPS 0x100     /* fixup[16]: u16 at, u16 end, u32 kind, s64 target */

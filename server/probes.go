@@ -169,7 +169,7 @@ func (pr *probes) attach(s *Server, o *uprobeObj, prog *progObj, cookie uint64) 
 		ids[i] = m.objID
 	}
 	id, err := t.Attach(&attach.Probe{Point: o.point, Return: o.ret, Cookie: cookie, ProgID: prog.objID,
-		Code: prog.objID, Entry: code.entry, Maps: ids, PID: o.pid})
+		Code: prog.objID, Entry: code.entry, Maps: ids, PID: o.pid, RefCtr: o.refCtr})
 	if err != nil {
 		return 0, err
 	}

@@ -27,6 +27,8 @@ type uprobeObj struct {
 	ret   bool
 	// pid limits the probe to one process (perf_event_open's pid); 0 means every traced process.
 	pid int
+	// refCtr is the file offset of the probe's USDT semaphore (config bits 32-63), 0 when none.
+	refCtr uint64
 
 	prog     *progObj // the attached program, nil when none
 	cookie   uint64
@@ -65,10 +67,6 @@ func (s *Server) uprobeOpen(p Process, attr []byte, retBit uint, pid, cpu, group
 	if pid == -1 && cpu == -1 || cpu < -1 || int(cpu) >= possibleCPUs() || groupFD != -1 {
 		return Result{}, syscall.EINVAL
 	}
-	if config>>32 != 0 {
-		s.logf("perf_event_open: uprobes with a reference counter (USDT semaphores) are not supported")
-		return Result{}, syscall.EINVAL
-	}
 	path, err := p.ReadString(le.Uint64(attr[peaConfig1:]), unix.PathMax-1)
 	switch {
 	case errors.Is(err, syscall.ENAMETOOLONG):
@@ -97,7 +95,14 @@ func (s *Server) uprobeOpen(p Process, attr []byte, retBit uint, pid, cpu, group
 	if pt.Major == 0 && pt.Minor == 0 && pt.Ino == 0 {
 		return Result{}, syscall.EINVAL
 	}
-	o := &uprobeObj{srv: s, point: pt, ret: config&(1<<retBit) != 0, pid: only}
+	refCtr := config >> 32
+	if refCtr != 0 {
+		// uprobe_register's check; the counter is a u16 the agent finds in a writable mapping
+		if st, err := os.Stat(callerPath(p, path)); err != nil || refCtr > uint64(st.Size()) {
+			return Result{}, syscall.EINVAL
+		}
+	}
+	o := &uprobeObj{srv: s, point: pt, ret: config&(1<<retBit) != 0, pid: only, refCtr: refCtr}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.objs.alloc(KindPerfEvent, func(id uint32) object { o.objID = id; return o }); err != nil {
@@ -126,7 +131,8 @@ func callerPath(p Process, path string) string {
 
 // probeTarget returns the process a uprobe's perf_event_open pid names (0 for -1: every traced
 // process). A process without the agent is accepted, as the kernel would, with a line saying
-// that its probes will not fire.
+// that its probes will not fire, unless the agent comes with its next program (a tool's fork
+// that becomes its -c workload: bpftrace's USDT probes name it).
 func (s *Server) probeTarget(p Process, pid int32) (int, error) {
 	if pid == -1 {
 		return 0, nil
@@ -142,7 +148,7 @@ func (s *Server) probeTarget(p Process, pid int32) (int, error) {
 		return 0, syscall.ESRCH
 	}
 	tgid := tgidOf(tid)
-	if !attach.Traced(tgid) {
+	if !attach.Traced(tgid) && !attach.Preloads(tgid) {
 		s.logf("perf_event_open: uprobe for process %d: it is not traced, its probes will not fire (start it with ebpfu-shim run)", tgid)
 	}
 	return tgid, nil

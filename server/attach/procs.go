@@ -56,6 +56,26 @@ func hasAgent(pid int) bool {
 	return false
 }
 
+// Preloads reports whether the environment process pid started with preloads the agent: a
+// process that is not traced yet but whose next program will be, such as the fork of a tool
+// that becomes its -c workload (the tool's own image leaves the agent inert).
+func Preloads(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, "LD_PRELOAD="); ok {
+			for _, p := range strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == ' ' }) {
+				if filepath.Base(p) == AgentName {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // siginfo is the kernel's siginfo_t for a queued signal (SI_QUEUE).
 type siginfo struct {
 	signo, errno, code, _ int32

@@ -73,6 +73,7 @@ const (
 	slotCodeEntry = 0x04c
 	slotNMaps     = 0x050
 	slotPID       = 0x054
+	slotRefCtr    = 0x058
 	slotOrig      = 0x060
 	slotCopy      = 0x080
 	slotFixups    = 0x100
@@ -148,6 +149,10 @@ type Probe struct {
 	// PID limits the probe to one process (perf_event_open's pid); 0 means every process that
 	// maps the file, as the kernel's -1.
 	PID int
+	// RefCtr is the file offset of the probe's reference counter (a USDT semaphore:
+	// perf_event_open's config bits 32-63), 0 when none: each process the probe applies to
+	// increments the 16-bit counter there while the probe is attached, as the kernel does.
+	RefCtr uint64
 }
 
 // Table is the per-user attachments table (docs/probes.md) as a server writes it. Writers
@@ -372,6 +377,7 @@ func (t *Table) Attach(p *Probe) (uint64, error) {
 		le.PutUint32(s[slotCodeEntry:], p.Entry)
 		le.PutUint32(s[slotNMaps:], uint32(len(p.Maps)))
 		le.PutUint32(s[slotPID:], uint32(p.PID))
+		le.PutUint64(s[slotRefCtr:], p.RefCtr)
 		copy(s[slotOrig:], d.Orig)
 		copy(s[slotCopy:], d.Copy)
 		for i, f := range d.Fixups {
