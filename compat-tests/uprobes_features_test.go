@@ -49,10 +49,11 @@ func buildC(t *testing.T, e *Env, name, src string, flags ...string) string {
 
 // TestBpftraceUprobeFeatures: more of bpftrace's language on uprobes, each one-liner run under
 // the shim as the ordinary user and on the kernel as root on the same workload, printing the
-// same. W stands for the workload's path, L for the library it loads with dlopen. The stack
-// cases run the workload with address space randomisation off (setarch -R), so that the
-// addresses the two runs print are the same, and make bpftrace exit at done() while the
-// workload lives (work stay), so that the addresses it prints in events are named.
+// same. W stands for the workload's path, L for the library it loads with dlopen. Programs of
+// one probe point run in the kernel's order (the newest attachment first). The stack cases run
+// the workload with address space randomisation off (setarch -R), so that the addresses the two
+// runs print are the same, and make bpftrace exit at done() while the workload lives (work
+// stay), so that the addresses it prints in events are named.
 func TestBpftraceUprobeFeatures(t *testing.T) {
 	e := Stage(t, "bpftrace", "gcc", "setarch")
 	work := workload(t, e)
@@ -71,32 +72,34 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 		norand     bool     // run the workload under setarch -R
 		flags      []string // bpftrace's options
 	}{
-		{name: "builtins", prog: `uprobe:W:greet { printf("%d %d %s|%s|\n", cpu >= 0, cgroup, probe, kstack);
-			@c[cgroup, pid == cpid] = count(); @k[kstack] = count(); }`},
-		{name: "arguments and formats", prog: `uprobe:W:add /arg0 < 3/ { printf("%d %u %x %lld %c %d %d\n", arg0, arg1, arg1,
-			(int64)arg0 - 5, 65 + arg0, arg2 > 0, arg5 >= 0); }`},
-		{name: "buffers and strings", prog: `uprobe:W:greet { printf("%r %s|%s\n", buf(arg0, 4), str(arg0, 2), str(arg0, 1));
-			@b[buf(arg0, 3)] = count(); @s[sarg0 > 0] = count(); }
-			uprobe:W:greet /strncmp(str(arg0), "bo", 2) == 0/ { @bo[str(arg0)] = count(); }`},
-		{name: "join", prog: `uprobe:W:main { join(arg1); join(arg1, ","); }`},
-		{name: "map functions", prog: `uprobe:W:add /arg0 % 100 == 0/ { @[arg0] = sum(arg0); @z = count(); @x[1] = 1; delete(@x[1]);
-			@d[arg0] = 1; delete(@d[arg0]); }
+		{name: "builtins, arguments and strings", prog: fmt.Sprintf(`uprobe:W:main { join(arg1); join(arg1, ","); }
+			uprobe:W:add /arg0 < 3/ { printf("%%d %%u %%x %%lld %%c %%d %%d\n", arg0, arg1, arg1, (int64)arg0 - 5, 65 + arg0, arg2 > 0, arg5 >= 0); }
+			uprobe:W:greet { printf("%%d %%d %%s|%%s|\n", cpu >= 0, cgroup, probe, kstack); @c[cgroup, pid == cpid] = count();
+				@k[kstack] = count(); }
+			uprobe:W:greet { printf("%%r %%s|%%s\n", buf(arg0, 4), str(arg0, 2), str(arg0, 1)); @b[buf(arg0, 3)] = count();
+				}
+			uprobe:W:seven { printf("%%d %%d %%d %%d %%d %%d %%d\n", arg0, arg1, arg2, arg3, arg4, arg5, sarg0); @s[sarg0] = count(); }
+			uprobe:W:greet /strncmp(str(arg0), "bo", 2) == 0/ { @bo[str(arg0)] = count(); }
+			uretprobe:W:greet { printf("r1 %%d\n", retval); } uretprobe:W:greet { printf("r2 %%d\n", retval); }`)},
+		// bpftrace 0.17 cannot load a list's program for a function that another probe names
+		// too ("unreachable insn", on the kernel as well): the lists have a case of their own
+		{name: "probe lists, wildcards and addresses", prog: fmt.Sprintf(`uprobe:W:ad*,uprobe:W:greet { @[probe] = count(); }
+			uprobe:W:%#x { @addr = count(); }`, scale)},
+		{name: "map functions and time", prog: `uprobe:W:add /arg0 % 100 == 0/ { @[arg0] = sum(arg0); @z = count(); @x[1] = 1; delete(@x[1]);
+				@d[arg0] = 1; delete(@d[arg0]); }
+			uprobe:W:greet { @t[tid] = nsecs; } uretprobe:W:greet /@t[tid]/ { @n = count();
+				@later = sum(nsecs > @t[tid]); @e = sum(elapsed > 0); delete(@t[tid]); time("%Y\n"); }
 			END { print(@, 3); zero(@z); print(@z); clear(@); print(@); print(@x); }`},
-		{name: "time", prog: `uprobe:W:greet { @d[tid] = nsecs; } uretprobe:W:greet /@d[tid]/ { @n = count();
-			@later = sum(nsecs > @d[tid]); @e = sum(elapsed > 0); delete(@d[tid]); time("%Y\n"); }`},
-		// the workload sleeps after done(): bpftrace ends only by exit()
-		{name: "exit in a probe", args: "stay", prog: `uprobe:W:greet { @[arg1] = count(); }
-			uprobe:W:done { printf("done %d\n", arg0); exit(); printf("after exit\n"); }`},
 		// signal() is the last action of the hit: the agent's signal arrives at once, the
 		// kernel's on the way back to user space (docs/probes.md)
 		{name: "signal", prog: `uprobe:W:greet { @g = count(); if (arg1 == 2) { signal("KILL"); } }
 			uprobe:W:scale { @s = count(); }`, flags: []string{"--unsafe"}},
-		{name: "probe lists, wildcards and addresses", prog: fmt.Sprintf(`uprobe:W:ad*,uprobe:W:greet { @[probe] = count(); }
-			uprobe:W:%#x { @addr = count(); }`, scale)},
 		{name: "library loaded with dlopen", prog: `uprobe:L:libfn { @ = count(); @s = sum(arg0); }
 			uretprobe:L:libfn { @r = sum(retval); }`, args: "dlopen L"},
-		{name: "interval", args: "stay", prog: `BEGIN { @a = 1; } interval:ms:100 { @a = @a * 2; print(@a); printf("cpu %d\n", cpu); }
-			uprobe:W:add { @n = count(); } uprobe:W:done { @d = 1; } interval:ms:50 /@d && @a > 10/ { exit(); }`},
+		// the workload sleeps after done(): bpftrace ends only by exit()
+		{name: "interval and exit", args: "stay", prog: `BEGIN { @a = 1; } interval:ms:100 { @a = @a * 2; print(@a); printf("cpu %d\n", cpu); }
+			uprobe:W:add { @n = count(); } uprobe:W:greet { @g[arg1] = count(); }
+			uprobe:W:done { printf("done %d\n", arg0); @d = 1; } interval:ms:50 /@d && @a > 10/ { exit(); printf("after exit\n"); }`},
 		// the exceptions pass through no frame with a pending return probe: on the kernel they
 		// would stop the program (TestUprobeExceptionFrames)
 		{name: "C++ exceptions", work: exc, prog: `uretprobe:W:outer { @o[retval] = count(); }
@@ -156,8 +159,6 @@ func TestBpftraceRefusals(t *testing.T) {
 			`ebpfu-shim: program "10" (id * on the clocks of several CPUs (a profile probe) is not supported: ebpfu does not sample what CPUs run`},
 		{"kernel tracepoint", `tracepoint:syscalls:sys_enter_getppid { @ = count(); }`,
 			"ebpfu-shim: perf_event_open: tracepoint syscalls:sys_enter_getppid: kernel tracepoints are not supported (the kernel is not traced)"},
-		{"hardware event", `hardware:cache-misses:1000 { @ = count(); }`,
-			"ebpfu-shim: perf_event_open: hardware perf events (type 0 config 0x3) are not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", tc.prog, "-c", work+" calls")

@@ -619,7 +619,7 @@ static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
 	__atomic_add_fetch((uint32_t *)(st + EBPFU_STATUS_NAPPLIED), 1, __ATOMIC_RELAXED);
 }
 
-/* publish gives every site the lists of its applied programs, in slot order. */
+/* publish gives every site the lists of its applied programs, newest attachment first. */
 static void publish(void)
 {
 	for (struct site *s = 0; (s = ebpfu_site_next(s)) != 0;) {
@@ -643,10 +643,15 @@ static void publish(void)
 			el->n = 0;
 		if (rl)
 			rl->n = 0;
+		/* newest attachment first (ids only grow): the kernel adds a uprobe's consumers at
+		 * the head of its list and runs them in list order */
 		for (uint32_t i = 0; i < EBPFU_ATT_NSLOTS; i++) {
 			if (applied[i].id && applied[i].site == s) {
 				struct proglist *l = applied[i].ret ? rl : el;
-				l->p[l->n++] = applied[i].prog;
+				uint32_t j = l->n++;
+				for (; j > 0 && l->p[j - 1]->attach_id < applied[i].id; j--)
+					l->p[j] = l->p[j - 1];
+				l->p[j] = applied[i].prog;
 			}
 		}
 		__atomic_store_n(&s->entry, el, __ATOMIC_RELEASE);

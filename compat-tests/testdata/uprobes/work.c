@@ -43,6 +43,12 @@ __attribute__((noinline)) long scale(long x, long factor)
 	return x * factor;
 }
 
+__attribute__((noinline)) long seven(long a, long b, long c, long d, long e, long f, long g)
+{
+	sink += g;
+	return a + b + c + d + e + f + g; /* g is passed on the stack */
+}
+
 __attribute__((noinline)) long hit(long i)
 {
 	sink += i;
@@ -84,6 +90,8 @@ int main(int argc, char **argv)
 			greet(names[i], i + 1);
 		for (long i = 0; i < 100; i++)
 			scale(i % 17, i % 5);
+		for (long i = 0; i < 3; i++)
+			seven(i, 1, 2, 3, 4, 5, 6 + i);
 		if (!freopen("/dev/null", "w", stdout))
 			return 1;
 		for (int i = 0; i < 7; i++)
