@@ -85,9 +85,9 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 		// too ("unreachable insn", on the kernel as well): the lists have a case of their own
 		{name: "probe lists, wildcards and addresses", prog: fmt.Sprintf(`uprobe:W:ad*,uprobe:W:greet { @[probe] = count(); }
 			uprobe:W:%#x { @addr = count(); }`, scale)},
-		{name: "map functions and time", prog: `uprobe:W:add /arg0 % 100 == 0/ { @[arg0] = sum(arg0); @z = count(); @x[1] = 1; delete(@x[1]);
+		{name: "map functions, time and DWARF arguments", prog: `uprobe:W:add /arg0 % 100 == 0/ { @[arg0] = sum(arg0); @z = count(); @x[1] = 1; delete(@x[1]);
 				@d[arg0] = 1; delete(@d[arg0]); }
-			uprobe:W:greet { @t[tid] = nsecs; } uretprobe:W:greet /@t[tid]/ { @n = count();
+			uprobe:W:greet { @t[tid] = nsecs; @args[str(args->name)] = sum(args->times); } uretprobe:W:greet /@t[tid]/ { @n = count();
 				@later = sum(nsecs > @t[tid]); @e = sum(elapsed > 0); delete(@t[tid]); time("%Y\n"); }
 			END { print(@, 3); zero(@z); print(@z); clear(@); print(@); print(@x); }`},
 		// signal() is the last action of the hit: the agent's signal arrives at once, the
