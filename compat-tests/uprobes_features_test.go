@@ -157,11 +157,14 @@ func TestBpftraceRefusals(t *testing.T) {
 			"ebpfu-shim: perf_event_open: sampling CPUs at a frequency (profile probes) is not supported: ebpfu does not sample what CPUs run"},
 		{"profile by period", `profile:ms:10 { @ = count(); } interval:s:1 { exit(); }`,
 			`ebpfu-shim: program "10" (id * on the clocks of several CPUs (a profile probe) is not supported: ebpfu does not sample what CPUs run`},
+		{"curtask", `uprobe:W:greet { printf("%d\n", curtask->tgid); }`,
+			`ebpfu-shim: program "greet" (id * calls helpers that programs in traced processes cannot: bpf_get_current_task`},
 		{"kernel tracepoint", `tracepoint:syscalls:sys_enter_getppid { @ = count(); }`,
 			"ebpfu-shim: perf_event_open: tracepoint syscalls:sys_enter_getppid: kernel tracepoints are not supported (the kernel is not traced)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", tc.prog, "-c", work+" calls")
+			prog := strings.ReplaceAll(tc.prog, "uprobe:W:", "uprobe:"+work+":")
+			s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", prog, "-c", work+" calls")
 			var lines []string
 			for _, l := range strings.Split(s.Stderr, "\n") {
 				if strings.HasPrefix(l, "ebpfu-shim:") {

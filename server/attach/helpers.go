@@ -2,7 +2,9 @@ package attach
 
 // AgentHelpers lists the helpers the agent (cshim/helpers.c) implements for programs in traced
 // processes. A program that calls another one cannot run there: the server refuses to attach it
-// (program.Program.Helpers lists what a program calls).
+// (program.Program.Helpers lists what a program calls). get_current_task is not one: the
+// kernel's task_struct cannot be read from a traced process, and a program that reads fields
+// of a task it got (bpftrace's curtask->tgid) would print zeros instead of failing.
 var AgentHelpers = []int32{
 	1, 2, 3, // map_lookup_elem, map_update_elem, map_delete_elem
 	4, 45, 112, 113, 114, 115, // probe_read, probe_read_str, probe_read_{user,kernel}[_str]
@@ -10,7 +12,7 @@ var AgentHelpers = []int32{
 	6,    // trace_printk (its output goes nowhere: trace_pipe has no reader here)
 	7, 8, // get_prandom_u32, get_smp_processor_id
 	14, 15, 16, // get_current_pid_tgid, get_current_uid_gid, get_current_comm
-	35, 42, 80, // get_current_task (0), get_numa_node_id (0), get_current_cgroup_id
+	42, 80, // get_numa_node_id (0), get_current_cgroup_id
 	109, 117, // send_signal, send_signal_thread
 	25, 27, 67, // perf_event_output, get_stackid, get_stack
 	130, 131, 132, 133, 134, // ringbuf output, reserve, submit, discard, query
