@@ -95,22 +95,47 @@ func Resolve(path string, off uint64) (*Point, error) {
 	return pt, nil
 }
 
-// padding returns the JumpSize bytes after a function's end at file offset end, when they are in
-// its segment and no function symbol covers them; nil otherwise.
+// maxPadding bounds the filler read after a function: linkers align functions to 16 bytes, and
+// a nop that covers the bytes a jump needs may be longer than them.
+const maxPadding = 32
+
+// padding returns the bytes after a function's end at file offset end that are in its segment
+// and that no function symbol covers (at most maxPadding); nil when there are none.
 func padding(f *os.File, ef *elf.File, seg *elf.Prog, end uint64) []byte {
-	if end+JumpSize > seg.Off+seg.Filesz {
+	n := min(uint64(maxPadding), seg.Off+seg.Filesz-min(end, seg.Off+seg.Filesz))
+	if next, ok := nextFunc(ef, end-seg.Off+seg.Vaddr); ok && next-(end-seg.Off+seg.Vaddr) < n {
+		n = next - (end - seg.Off + seg.Vaddr)
+	}
+	if n == 0 {
 		return nil
 	}
-	for a := end; a < end+JumpSize; a++ {
-		if _, ok := funcAt(ef, a-seg.Off+seg.Vaddr); ok {
-			return nil
-		}
-	}
-	b := make([]byte, JumpSize)
+	b := make([]byte, n)
 	if _, err := f.ReadAt(b, int64(end)); err != nil {
 		return nil
 	}
 	return b
+}
+
+// nextFunc returns the lowest address at or after vaddr that a function symbol covers.
+func nextFunc(ef *elf.File, vaddr uint64) (uint64, bool) {
+	var next uint64
+	found := false
+	for _, get := range []func() ([]elf.Symbol, error){ef.Symbols, ef.DynamicSymbols} {
+		syms, err := get()
+		if err != nil {
+			continue
+		}
+		for _, s := range syms {
+			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Section == elf.SHN_UNDEF || s.Size == 0 || s.Value+s.Size <= vaddr {
+				continue
+			}
+			a := max(s.Value, vaddr)
+			if !found || a < next {
+				next, found = a, true
+			}
+		}
+	}
+	return next, found
 }
 
 // funcAt finds the function symbol covering vaddr in the static or dynamic symbol table.

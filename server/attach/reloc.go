@@ -103,7 +103,7 @@ func endsFlow(inst x86asm.Inst) bool {
 }
 
 // isFiller reports whether the first n bytes of b are linkers' filler between functions: int3
-// bytes or whole nop instructions.
+// bytes or nop instructions, whole within b (the last may go on past n).
 func isFiller(b []byte, n int) bool {
 	if len(b) < n {
 		return false
