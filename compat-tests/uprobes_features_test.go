@@ -152,22 +152,26 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 func TestBpftraceRefusals(t *testing.T) {
 	e := Stage(t, "bpftrace", "gcc")
 	work := workload(t, e)
-	for _, tc := range []struct{ name, prog, line string }{
-		{"profile at a frequency", `profile:hz:99 { @ = count(); } interval:s:1 { exit(); }`,
+	static := buildC(t, e, "uprobe-work-static", "work.c", "-O2", "-static", "-pthread")
+	for _, tc := range []struct{ name, prog, work, line string }{
+		{"profile at a frequency", `profile:hz:99 { @ = count(); } interval:s:1 { exit(); }`, work,
 			"ebpfu-shim: perf_event_open: sampling CPUs at a frequency (profile probes) is not supported: ebpfu does not sample what CPUs run"},
-		{"profile by period", `profile:ms:10 { @ = count(); } interval:s:1 { exit(); }`,
+		{"profile by period", `profile:ms:10 { @ = count(); } interval:s:1 { exit(); }`, work,
 			`ebpfu-shim: program "10" (id * on the clocks of several CPUs (a profile probe) is not supported: ebpfu does not sample what CPUs run`},
-		{"curtask", `uprobe:W:greet { printf("%d\n", curtask->tgid); }`,
+		{"curtask", `uprobe:W:greet { printf("%d\n", curtask->tgid); }`, work,
 			`ebpfu-shim: program "greet" (id * calls helpers that programs in traced processes cannot: bpf_get_current_task`},
-		{"kernel tracepoint", `tracepoint:syscalls:sys_enter_getppid { @ = count(); }`,
+		{"kernel tracepoint", `tracepoint:syscalls:sys_enter_getppid { @ = count(); }`, work,
 			"ebpfu-shim: perf_event_open: tracepoint syscalls:sys_enter_getppid: kernel tracepoints are not supported (the kernel is not traced)"},
+		// bpftrace then tries tracefs, which says so on a line of its own
+		{"statically linked program", `uprobe:W:add { @ = count(); }`, static,
+			"ebpfu-shim: perf_event_open: uprobe: " + static + ": a statically linked program: no process of it runs the agent, its probes would never fire"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			prog := strings.ReplaceAll(tc.prog, "uprobe:W:", "uprobe:"+work+":")
-			s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", prog, "-c", work+" calls")
+			prog := strings.ReplaceAll(tc.prog, "uprobe:W:", "uprobe:"+tc.work+":")
+			s := e.shimIn(t, e.runtimeDir(t), time.Minute, "bpftrace", "-e", prog, "-c", tc.work+" calls")
 			var lines []string
 			for _, l := range strings.Split(s.Stderr, "\n") {
-				if strings.HasPrefix(l, "ebpfu-shim:") {
+				if strings.HasPrefix(l, "ebpfu-shim:") && !strings.Contains(l, "/sys/kernel/tracing/uprobe_events") {
 					lines = append(lines, l)
 				}
 			}

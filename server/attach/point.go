@@ -46,6 +46,9 @@ func Resolve(path string, off uint64) (*Point, error) {
 	if ef.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("%s: %v code: only x86-64 can be probed", path, ef.Machine)
 	}
+	if why := untraced(ef, st.Mode); why != "" {
+		return nil, fmt.Errorf("%s: %s: no process of it runs the agent, its probes would never fire", path, why)
+	}
 	var seg *elf.Prog
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && off >= p.Off && off < p.Off+p.Filesz {
@@ -93,6 +96,30 @@ func Resolve(path string, off uint64) (*Point, error) {
 	}
 	pt.Displaced = d
 	return pt, nil
+}
+
+// untraced says why no process of the ELF file ef (of mode mode) can run the agent, which the
+// dynamic loader preloads: a statically linked program has no loader, and the loader of a
+// set-user-ID or set-group-ID program ignores LD_PRELOAD's agent. "" when processes may.
+func untraced(ef *elf.File, mode uint32) string {
+	interp := false
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			interp = true
+		}
+	}
+	if !interp && ef.Type == elf.ET_EXEC {
+		return "a statically linked program"
+	}
+	if !interp && ef.Type == elf.ET_DYN {
+		if f, err := ef.DynValue(elf.DT_FLAGS_1); err == nil && len(f) > 0 && f[0]&uint64(elf.DF_1_PIE) != 0 {
+			return "a statically linked program"
+		}
+	}
+	if interp && mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+		return "a set-user-ID or set-group-ID program"
+	}
+	return ""
 }
 
 // maxPadding bounds the filler read after a function: linkers align functions to 16 bytes, and
