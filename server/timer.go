@@ -2,9 +2,15 @@ package server
 
 import (
 	"encoding/binary"
+	"runtime"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfu/ebpfu/runtime/helper"
+	"github.com/ebpfu/ebpfu/runtime/interp"
+	"github.com/ebpfu/ebpfu/runtime/maps"
 	"github.com/ebpfu/ebpfu/runtime/memory"
 	"github.com/ebpfu/ebpfu/runtime/program"
 )
@@ -26,6 +32,12 @@ type timerObj struct {
 	owner   int      // the thread that attached the program: a run's current task
 	stop    chan struct{}
 	stopped bool
+
+	// what every run of the program uses, made at SET_BPF
+	m       *interp.Machine
+	code    *interp.Code
+	helpers *helper.Table
+	ctx     []byte
 }
 
 func (o *timerObj) kind() Kind     { return KindPerfEvent }
@@ -145,38 +157,73 @@ func (s *Server) attachTimer(o *timerObj, prog *progObj, owner int) error {
 			return syscall.EOPNOTSUPP
 		}
 	}
+	code, err := interp.Prepare(prog.prog)
+	if err != nil {
+		s.logf("program %s on a clock: %v", progLabel(prog), err)
+		return syscall.EINVAL
+	}
 	s.hold(prog)
-	o.prog, o.owner = prog, owner
+	o.prog, o.owner, o.m, o.code = prog, owner, interp.New(), code
+	o.helpers = helper.ForType(prog.typ, s.helpers())
+	o.ctx = make([]byte, perfEventCtxSize)
+	binary.LittleEndian.PutUint64(o.ctx[168:], uint64(o.period))
 	go s.tick(o)
 	return nil
 }
 
-// tick runs o's program every period while o is enabled, until o stops.
+// tick runs o's program every period while o is enabled, until o stops. It sleeps on an OS
+// thread of its own to absolute times (clock_nanosleep), so that short periods keep their rate;
+// periods missed while a run waited for the server are skipped, as the kernel's hrtimer
+// forwards past its overruns.
 func (s *Server) tick(o *timerObj) {
-	t := time.NewTicker(o.period)
-	defer t.Stop()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var now unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	next := now.Nano() + int64(o.period)
 	for {
+		ts := unix.NsecToTimespec(next)
+		for {
+			err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
+			if err != syscall.EINTR {
+				break
+			}
+		}
 		select {
 		case <-o.stop:
 			return
-		case <-t.C:
+		default:
 		}
 		s.mu.Lock()
 		if !o.stopped && o.enabled && o.prog != nil {
 			s.runTimer(o)
 		}
 		s.mu.Unlock()
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+		next += int64(o.period)
+		if next <= now.Nano() {
+			next += (now.Nano()-next)/int64(o.period)*int64(o.period) + int64(o.period)
+		}
 	}
 }
 
-// runTimer runs o's program once; the server is locked.
+// runTimer runs o's program once; the server is locked. A run stopped by a fault is reported
+// (once) and stops that run only, as a program's fault in a probe.
 func (s *Server) runTimer(o *timerObj) {
-	ctx := make([]byte, perfEventCtxSize)
-	binary.LittleEndian.PutUint64(ctx[168:], uint64(o.period))
-	r, env := s.newRun(&call{p: timerTask(o.owner)}, o.prog)
-	r.cpu = uint32(o.cpu)
-	env.Mem.AddBytes(ctx, false)
-	s.exec(o.prog, env, memory.Addr(ctx), 1)
+	r := &run{s: s, p: timerTask(o.owner), maps: o.prog.maps, cpu: uint32(o.cpu)}
+	env := &helper.Env{Data: r, Helpers: o.helpers}
+	env.Maps = make([]uint64, len(o.prog.prog.Maps))
+	env.MapValues = make([]uint64, len(o.prog.prog.Maps))
+	for i := range o.prog.prog.Maps {
+		env.Maps[i] = uint64(i + 1)
+		if m := o.prog.maps[i].m; m.Type() == maps.Array {
+			env.MapValues[i] = m.Elem(make([]byte, 4), 0)
+		}
+	}
+	env.Mem.AddBytes(o.ctx, false)
+	if _, err := o.m.RunCode(o.code, env, [5]uint64{memory.Addr(o.ctx)}); err != nil {
+		s.logf("program %s on a clock: %v", progLabel(o.prog), err)
+	}
 }
 
 // timerTask is the current task of a clock's runs: the thread that attached the program, whose
