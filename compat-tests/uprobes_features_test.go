@@ -2,12 +2,14 @@ package compat
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -387,5 +389,62 @@ func TestBpftraceUSDT(t *testing.T) {
 	same(t, "python's USDT probes", k, s)
 	if strings.Contains(s.Stderr, "ebpfu-shim:") {
 		t.Errorf("the shim reported:\n%s", s.Stderr)
+	}
+}
+
+// TestBpftoolPerfList: while funclatency runs under one shim, `bpftool perf list` under another
+// lists its uprobe and uretprobe events (BPF_TASK_FD_QUERY on every process's fds: the file,
+// offset and kind of each event that has a program), as bpftool lists them on the kernel while
+// funclatency runs there. Pids, fds and program ids differ and are left out.
+func TestBpftoolPerfList(t *testing.T) {
+	e := Stage(t, "funclatency", "bpftool", "gcc", "stdbuf")
+	work := workload(t, e)
+	type event struct {
+		PID      int    `json:"pid"`
+		ProgID   int    `json:"prog_id"`
+		FDType   string `json:"fd_type"`
+		Filename string `json:"filename"`
+		Offset   uint64 `json:"offset"`
+	}
+	events := func(bpftool func(args ...string) Result) []string {
+		r := bpftool("-j", "perf", "list")
+		var evs []event
+		if err := json.Unmarshal([]byte(r.Stdout), &evs); err != nil {
+			t.Fatalf("bpftool perf list: %v\n%s", err, r)
+		}
+		var out []string
+		for _, ev := range evs {
+			if ev.Filename == work && ev.ProgID != 0 && ev.PID != 0 {
+				out = append(out, fmt.Sprintf("%s %s %#x", ev.FDType, ev.Filename, ev.Offset))
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	session := func(tool *exec.Cmd, bpftool func(args ...string) Result) []string {
+		lines, stderr := startUser(t, tool)
+		expect(t, lines, "Tracing", stderr)
+		got := events(bpftool)
+		rest(t, tool, lines)
+		return got
+	}
+	k := session(exec.Command("stdbuf", "-oL", "funclatency", work+":scale"),
+		func(args ...string) Result { return e.Kernel(t, time.Minute, append([]string{"bpftool"}, args...)...) })
+	dir := e.runtimeDir(t)
+	s := session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "funclatency", work+":scale"),
+		func(args ...string) Result {
+			r := e.shimIn(t, dir, time.Minute, append([]string{"bpftool"}, args...)...)
+			if r.Stderr != "" {
+				t.Errorf("bpftool %s under the shim:\n%s", strings.Join(args, " "), r.Stderr)
+			}
+			return r
+		})
+	off := symbolOffset(t, work, "scale")
+	want := []string{fmt.Sprintf("uprobe %s %#x", work, off), fmt.Sprintf("uretprobe %s %#x", work, off)}
+	if strings.Join(k, ",") != strings.Join(want, ",") {
+		t.Fatalf("bpftool perf list on the kernel listed %q, want %q", k, want)
+	}
+	if strings.Join(s, ",") != strings.Join(k, ",") {
+		t.Errorf("bpftool perf list under the shim listed %q, on the kernel %q", s, k)
 	}
 }

@@ -30,7 +30,7 @@ var commands = [...]command{
 	17: {"BPF_RAW_TRACEPOINT_OPEN", 24, (*Server).rawTracepointOpen},
 	18: {"BPF_BTF_LOAD", 40, (*Server).btfLoad},
 	19: {"BPF_BTF_GET_FD_BY_ID", 16, (*Server).btfGetFDByID},
-	20: {"BPF_TASK_FD_QUERY", 48, notSupported},
+	20: {"BPF_TASK_FD_QUERY", 48, (*Server).taskFDQuery},
 	21: {"BPF_MAP_LOOKUP_AND_DELETE_ELEM", 32, (*Server).mapLookupAndDelete},
 	22: {"BPF_MAP_FREEZE", 4, (*Server).mapFreeze},
 	23: {"BPF_BTF_GET_NEXT_ID", 8, nextID(KindBTF)},

@@ -111,6 +111,7 @@ func (s *Server) uprobeOpen(p Process, attr []byte, retBit uint, pid, cpu, group
 	if err := s.publish(o); err != nil {
 		return Result{}, err
 	}
+	s.writeRecord(o)
 	res, err := s.handOutNew(o)
 	res.NoCloexec = flags&perfFlagFDCloexec == 0
 	return res, err
@@ -226,6 +227,7 @@ func (s *Server) attachUprobe(o *uprobeObj, prog *progObj, cookie uint64, link *
 	}
 	s.hold(prog)
 	o.prog, o.cookie, o.attachID, o.link = prog, cookie, id, link
+	s.writeRecord(o)
 	return nil
 }
 
@@ -242,6 +244,7 @@ func (s *Server) detach(o *uprobeObj, release func(object)) {
 	}
 	prog := o.prog
 	o.prog, o.attachID, o.link = nil, 0, nil
+	s.writeRecord(o)
 	release(prog)
 }
 
