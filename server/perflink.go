@@ -28,6 +28,7 @@ type perfLinkRecord struct {
 	Path   string  `json:"path"`
 	Offset uint64  `json:"offset"`
 	Cookie uint64  `json:"cookie"`
+	RefCtr uint64  `json:"ref_ctr,omitempty"` // the USDT semaphore's file offset
 }
 
 func (o *linkObj) kind() Kind  { return KindLink }
@@ -57,7 +58,7 @@ func (s *Server) perfLinkCreate(c *call, prog *progObj, ev *uprobeObj) (Result, 
 		return Result{}, err
 	}
 	l := &linkObj{srv: s, prog: prog, event: ev, home: home, rec: perfLinkRecord{Prog: prog.objID, Tag: prog.tag,
-		Ret: ev.ret, Path: ev.point.Path, Offset: ev.point.Offset, Cookie: c.attr.u64(lcPerfCookie)}}
+		Ret: ev.ret, Path: ev.point.Path, Offset: ev.point.Offset, Cookie: c.attr.u64(lcPerfCookie), RefCtr: ev.refCtr}}
 	b, _ := json.Marshal(&l.rec)
 	if _, err := home.Write(b); err != nil {
 		home.Close()
@@ -162,7 +163,7 @@ func (s *Server) linkGetInfo(c *call, o *linkObj, infoLen uint32, uinfo uint64) 
 	if o.rec.Ret {
 		info.PerfType = perfEventUretprobe
 	}
-	info.NameLen, info.Offset, info.Cookie, info.RefCtrOffset = uint32(len(o.rec.Path)+1), uint32(o.rec.Offset), o.rec.Cookie, 0
+	info.NameLen, info.Offset, info.Cookie, info.RefCtrOffset = uint32(len(o.rec.Path)+1), uint32(o.rec.Offset), o.rec.Cookie, o.rec.RefCtr
 	var copyErr error
 	if ubuf != 0 && n >= linkInfoPerfFileLen+12 {
 		name := append([]byte(o.rec.Path), 0)
