@@ -92,9 +92,10 @@ func TestBpftraceUprobeFeatures(t *testing.T) {
 			uprobe:W:greet { @t[tid] = nsecs; @args[str(args->name)] = sum(args->times); } uretprobe:W:greet /@t[tid]/ { @n = count();
 				@later = sum(nsecs > @t[tid]); @e = sum(elapsed > 0); delete(@t[tid]); time("%Y\n"); }
 			END { print(@, 3); zero(@z); print(@z); clear(@); print(@); print(@x); }`},
-		// signal() is the last action of the hit: the agent's signal arrives at once, the
-		// kernel's on the way back to user space (docs/probes.md)
-		{name: "signal", prog: `uprobe:W:greet { @g = count(); if (arg1 == 2) { signal("KILL"); } }
+		// the signal arrives on the way back to user space: the actions after signal() and the
+		// programs of the same point that run after it (the older attachment) see the hit
+		{name: "signal", prog: `uprobe:W:greet { @second = count(); }
+			uprobe:W:greet { @g = count(); if (arg1 == 2) { signal("KILL"); @after = count(); } }
 			uprobe:W:scale { @s = count(); }`, flags: []string{"--unsafe"}},
 		{name: "library loaded with dlopen", prog: `uprobe:L:libfn { @ = count(); @s = sum(arg0); }
 			uretprobe:L:libfn { @r = sum(retval); }`, args: "dlopen L"},

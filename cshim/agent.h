@@ -138,6 +138,10 @@ struct tstate {
 	long table_fd; /* the table, open while this thread syncs (+1; 0 when not) */
 	uint32_t rseq;   /* odd while the thread runs programs (reclaim.c) */
 	uint64_t runner; /* fork generation + 1 in which the thread registered as a runner */
+	uint32_t nsigs;         /* signals programs of the current hit sent (bpf_send_signal) */
+	struct {
+		uint32_t sig, thread;
+	} sigs[4];              /* sent when the hit's programs have all run */
 	struct ebpfu_rseq *rs;  /* the thread's rseq area; (void *)1 when it has none; 0 until known */
 	struct ebpfu_rseq own_rs; /* registered by the agent when glibc registered none */
 };
@@ -181,6 +185,9 @@ struct site *ebpfu_site_next(struct site *s);
 struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why);
 int ebpfu_patch_apply(void *uctx);
 int ebpfu_hook_return(uint64_t addr, void (*fn)(void));
+
+/* helpers.c */
+void ebpfu_send_signals(struct tstate *t);
 
 /* run.c */
 void ebpfu_fire(struct site *s, struct ebpfu_pt_regs *regs);

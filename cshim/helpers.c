@@ -12,6 +12,7 @@
 #include "agent.h"
 
 #define EFAULT_ 14
+#define EBUSY_ 16
 #define EINVAL_ 22
 #define ERANGE_ 34
 #define ENOENT_ 2
@@ -332,27 +333,46 @@ static uint64_t get_current_cgroup_id(uint64_t r1, uint64_t r2, uint64_t r3, uin
 
 #define SI_KERNEL_ 0x80
 
-/* send_signal queues sig to the process (thread: to the current thread only) as the kernel's
- * bpf_send_signal does (group_send_sig_info with SEND_SIG_PRIV: si_code SI_KERNEL, no sender);
- * sig 0 checks only. The signal is delivered at once, while the program runs: a handler of the
- * host runs before the program ends, and probes it hits meanwhile are missed. */
+/* send_signal_to records sig for the process (thread: for the current thread only), to be
+ * queued when the hit's programs have all run (ebpfu_send_signals): the kernel's
+ * bpf_send_signal queues it at once, but it is delivered on the way back to user space, after
+ * the probe's programs; queued here at once, it would be delivered by the helper's system call,
+ * in the middle of the program. sig 0 checks only. At most four signals a hit (EBUSY after,
+ * as the kernel's when its work item is busy). */
 static uint64_t send_signal_to(uint64_t sig, int thread, struct tstate *t)
 {
 	if (sig >= 65)
 		return (uint64_t)-EINVAL_;
-	uint32_t tid = ebpfu_tid(t);
 	if (sig == 0)
 		return 0;
-	struct {
-		int32_t signo, errno_, code, pad;
-		uint8_t rest[112];
-	} info;
-	ezero(&info, sizeof info);
-	info.signo = (int32_t)sig;
-	info.code = SI_KERNEL_;
-	long r = thread ? esys4(SYS_rt_tgsigqueueinfo, t->pid, tid, sig, &info)
-			: esys3(SYS_rt_sigqueueinfo, t->pid, sig, &info);
-	return (uint64_t)r;
+	if (t->nsigs >= sizeof t->sigs / sizeof t->sigs[0])
+		return (uint64_t)-EBUSY_;
+	t->sigs[t->nsigs].sig = (uint32_t)sig;
+	t->sigs[t->nsigs].thread = (uint32_t)thread;
+	t->nsigs++;
+	return 0;
+}
+
+/* ebpfu_send_signals queues the signals the hit's programs sent, as the kernel's
+ * group_send_sig_info with SEND_SIG_PRIV does: si_code SI_KERNEL, no sender. */
+void ebpfu_send_signals(struct tstate *t)
+{
+	uint32_t n = t->nsigs;
+	t->nsigs = 0;
+	uint32_t tid = ebpfu_tid(t);
+	for (uint32_t i = 0; i < n; i++) {
+		struct {
+			int32_t signo, errno_, code, pad;
+			uint8_t rest[112];
+		} info;
+		ezero(&info, sizeof info);
+		info.signo = (int32_t)t->sigs[i].sig;
+		info.code = SI_KERNEL_;
+		if (t->sigs[i].thread)
+			esys4(SYS_rt_tgsigqueueinfo, t->pid, tid, info.signo, &info);
+		else
+			esys3(SYS_rt_sigqueueinfo, t->pid, info.signo, &info);
+	}
 }
 
 static uint64_t send_signal(uint64_t sig, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, BLK)

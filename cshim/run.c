@@ -245,6 +245,8 @@ void ebpfu_fire(struct site *s, struct ebpfu_pt_regs *regs)
 		}
 	}
 	leave(t);
+	if (__builtin_expect(t->nsigs != 0, 0))
+		ebpfu_send_signals(t);
 }
 
 static void lost_return(void)
@@ -275,6 +277,8 @@ uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs)
 			t->ret_addr = 0;
 		}
 		leave(t);
+		if (__builtin_expect(t->nsigs != 0, 0))
+			ebpfu_send_signals(t);
 	}
 	return e.ret;
 }
