@@ -284,10 +284,15 @@ func TestBpftraceUprobePID(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cmd.Process.Kill()
+		// BEGIN runs once every probe is attached (bpftrace's "Attaching" line comes before)
 		rd := bufio.NewReader(out)
-		first, err := rd.ReadString('\n')
-		if err != nil {
-			t.Fatalf("bpftrace: %v\n%s", err, stderr.String())
+		var first string
+		for !strings.HasSuffix(first, "ready\n") {
+			l, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("bpftrace: %v\n%s%s", err, first, stderr.String())
+			}
+			first += l
 		}
 		if r := other(work, "threads", "2", "5000"); r.Code != 0 {
 			t.Fatalf("the other workload:\n%s", r)
@@ -305,7 +310,7 @@ func TestBpftraceUprobePID(t *testing.T) {
 		return Result{Stdout: first + rest, Stderr: stderr.String(), Code: cmd.ProcessState.ExitCode()}
 	}
 	prog := func(pid int) string {
-		return fmt.Sprintf(`uprobe:%s:hit { @[pid == %d] = count(); @s = sum(arg0); }
+		return fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:hit { @[pid == %d] = count(); @s = sum(arg0); }
 			uprobe:%s:done { printf("done %%d %%d\n", arg0, pid == %d); exit(); }`, work, pid, work, pid)
 	}
 	k := session(func(args ...string) *exec.Cmd { return exec.Command(args[0], args[1:]...) },
