@@ -195,7 +195,8 @@ func TestBpftraceUprobes(t *testing.T) {
 func TestBpftraceUprobeOtherShim(t *testing.T) {
 	e := Stage(t, "bpftrace", "gcc")
 	work := workload(t, e)
-	prog := fmt.Sprintf(`uprobe:%s:hit { @ = count(); @s = sum(arg0); } uprobe:%s:done { printf("done %%d\n", arg0); exit(); }`, work, work)
+	prog := fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:hit { @ = count(); @s = sum(arg0); }
+		uprobe:%s:done { printf("done %%d\n", arg0); exit(); }`, work, work)
 	run := func(workload, tool *exec.Cmd) Result {
 		t.Helper()
 		in, err := workload.StdinPipe()
@@ -216,12 +217,17 @@ func TestBpftraceUprobeOtherShim(t *testing.T) {
 		if err := tool.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// BEGIN runs once every probe is attached (bpftrace's "Attaching" line comes before)
 		rd := bufio.NewReader(out)
-		first, err := rd.ReadString('\n')
-		if err != nil {
-			tool.Process.Kill()
-			tool.Wait()
-			t.Fatalf("bpftrace: %v\n%s", err, stderr.String())
+		var first string
+		for !strings.HasSuffix(first, "ready\n") {
+			l, err := rd.ReadString('\n')
+			if err != nil {
+				tool.Process.Kill()
+				tool.Wait()
+				t.Fatalf("bpftrace: %v\n%s%s", err, first, stderr.String())
+			}
+			first += l
 		}
 		io.WriteString(in, "go\n") // the workload calls hit() once its probes are in place
 		done := make(chan string, 1)
