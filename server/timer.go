@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"fmt"
 	"runtime"
 	"syscall"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/ebpfu/ebpfu/runtime/maps"
 	"github.com/ebpfu/ebpfu/runtime/memory"
 	"github.com/ebpfu/ebpfu/runtime/program"
+	"github.com/ebpfu/ebpfu/server/attach"
 )
 
 // timerObj is a CPU-wide software clock event that samples by period (perf_event_open of
@@ -38,6 +40,8 @@ type timerObj struct {
 	code    *interp.Code
 	helpers *helper.Table
 	ctx     []byte
+
+	leaseWarned bool // the server said once that runs take no CPU slot
 }
 
 func (o *timerObj) kind() Kind     { return KindPerfEvent }
@@ -175,9 +179,14 @@ func (s *Server) attachTimer(o *timerObj, prog *progObj, owner int) error {
 // thread of its own to absolute times (clock_nanosleep), so that short periods keep their rate;
 // periods missed while a run waited for the server are skipped, as the kernel's hrtimer
 // forwards past its overruns.
+//
+// The thread is bound to the event's CPU, so that runs take that CPU's slot as the agents' do
+// (bindCPU); it is never unlocked: it ends with the goroutine rather than go back to the
+// runtime bound.
 func (s *Server) tick(o *timerObj) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	tid := uint32(unix.Gettid())
+	bound := bindCPU(o.cpu) == nil
 	var now unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
 	next := now.Nano() + int64(o.period)
@@ -196,7 +205,9 @@ func (s *Server) tick(o *timerObj) {
 		}
 		s.mu.Lock()
 		if !o.stopped && o.enabled && o.prog != nil {
+			release := s.timerLease(o, tid, bound)
 			s.runTimer(o)
+			release()
 		}
 		s.mu.Unlock()
 		unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
@@ -205,6 +216,45 @@ func (s *Server) tick(o *timerObj) {
 			next += (now.Nano()-next)/int64(o.period)*int64(o.period) + int64(o.period)
 		}
 	}
+}
+
+// bindCPU binds the calling thread to CPU cpu alone.
+func bindCPU(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}
+
+// timerLease takes, for a run of o's program that uses per-CPU maps or perf output, the lease
+// of the event CPU's slot in the user's attachments table, as agents take it for their runs:
+// per-CPU values and perf rings have one writer per slot at a time. The thread must be bound
+// to that CPU (attach.Table.LeaseCPU). Without the binding or the table the run takes no slot,
+// and the server says so once. It returns what releases the slot.
+func (s *Server) timerLease(o *timerObj, tid uint32, bound bool) (release func()) {
+	none := func() {}
+	needs := false
+	for _, m := range o.prog.maps {
+		needs = needs || m.m.Type().PerCPU() || m.m.Type() == maps.PerfEventArray
+	}
+	if !needs {
+		return none
+	}
+	var err error
+	if bound {
+		var t *attach.Table
+		if t, err = s.probes.open(s); err == nil {
+			if release, err = t.LeaseCPU(o.cpu, tid, 2*time.Second); err == nil {
+				return release
+			}
+		}
+	} else {
+		err = fmt.Errorf("the server's thread cannot be bound to CPU %d", o.cpu)
+	}
+	if !o.leaseWarned {
+		o.leaseWarned = true
+		s.logf("program %s on a clock runs without its CPU slot (per-CPU values may lose an update): %v", progLabel(o.prog), err)
+	}
+	return none
 }
 
 // runTimer runs o's program once; the server is locked. A run stopped by a fault is reported
