@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"fmt"
 	"syscall"
 
 	"github.com/ebpfu/ebpfu/runtime/helper"
@@ -77,7 +78,9 @@ func (v *verifier) checkExit(st *state, pc int, in isa.Instruction) (int, error)
 		return callee.callsite + 1, nil
 	}
 	if len(st.refs) > 0 {
-		return 0, refuse(syscall.EINVAL, "Unreleased reference id=%d alloc_insn=%d", st.refs[0].id, st.refs[0].insn)
+		e := refuse(syscall.EINVAL, "BPF_EXIT instruction in main prog would lead to reference leak")
+		e.Before = []string{fmt.Sprintf("Unreleased reference id=%d alloc_insn=%d", st.refs[0].id, st.refs[0].insn)}
+		return 0, e
 	}
 	if lo, hi, ok := returnRange(v.opts.Type); ok {
 		if r0.kind != scalarValue {
@@ -379,7 +382,13 @@ func (v *verifier) checkHelperMem(st *state, pc int, regno uint8, r *reg, size i
 				kind = "write to"
 			}
 			if sp.konst {
-				return refuse(syscall.EACCES, "invalid %s stack R%d off=%d size=%d", kind, regno, sp.lo, size)
+				// the kernel's check_stack_access_within_bounds: a start inside the stack with
+				// an end past its top is EINVAL, a start outside it EACCES
+				errno := syscall.EACCES
+				if sp.lo >= -isa.StackSize && sp.lo < 0 && sp.hi > 0 {
+					errno = syscall.EINVAL
+				}
+				return refuse(errno, "invalid %s stack R%d off=%d size=%d", kind, regno, sp.lo, size)
 			}
 			return refuse(syscall.EACCES, "invalid variable-offset %s stack R%d var_off=%s off=%d size=%d", kind, regno, tnumString(r.s.t), r.off, size)
 		case ptrToMapValue:

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"syscall"
@@ -123,6 +124,12 @@ func (v *verifier) finishLog(err error) {
 	}
 	if err != nil {
 		v.log.w.Write(v.trace.Bytes())
+		var e *Error
+		if errors.As(err, &e) {
+			for _, l := range e.Before {
+				v.log.printf("%s\n", l)
+			}
+		}
 		v.log.printf("%s\n", err)
 	}
 	v.log.printf("processed %d insns (limit %d) max_states_per_insn %d total_states %d peak_states %d mark_read 0\n",

@@ -212,6 +212,12 @@ func (v *verifier) binary(in isa.Instruction, op uint8, alu64 bool, d, s *reg) (
 	case ptrToFunc:
 		return reg{}, refuse(syscall.EACCES, "R%d pointer arithmetic on %s prohibited", dst, ptr.typeName())
 	}
+	// as the kernel's adjust_ptr_min_max_vals: the offset's sanity before the operator
+	if !ptr.imprecise && !off.imprecise {
+		if err := saneOffset(off, ptr); err != nil {
+			return reg{}, err
+		}
+	}
 	switch op {
 	case isa.ALUAdd, isa.ALUSub:
 	case isa.ALUAnd, isa.ALUOr, isa.ALUXor:
@@ -225,11 +231,6 @@ func (v *verifier) binary(in isa.Instruction, op uint8, alu64 bool, d, s *reg) (
 		}
 		if ptr.kind == ptrToStack && !v.raw && !known {
 			return reg{}, refuse(syscall.EACCES, "R%d subtraction from stack pointer prohibited", dst)
-		}
-	}
-	if !ptr.imprecise && !off.imprecise {
-		if err := saneOffset(off, ptr); err != nil {
-			return reg{}, err
 		}
 	}
 	r := *ptr

@@ -58,8 +58,9 @@ type Options struct {
 
 // Error is a refusal: the errno the kernel returns for it and the last line of the log.
 type Error struct {
-	Errno syscall.Errno
-	Msg   string
+	Errno  syscall.Errno
+	Msg    string
+	Before []string // lines the kernel's log has before Msg for this refusal
 }
 
 // Error implements error.
