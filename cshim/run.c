@@ -262,10 +262,15 @@ uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs)
 {
 	struct tstate *t = &ebpfu_tls;
 	uint64_t at = regs->sp - 8;
-	while (t->depth && t->shadow[t->depth - 1].sp < at)
-		t->depth--;
-	if (!t->depth || t->shadow[t->depth - 1].sp != at)
+	/* the entry of this return slot; those above it are stale: frames a longjmp left (below
+	 * this one), or a vfork child's that exec'ed on another stack (the child ran on this
+	 * thread's state) */
+	uint32_t d = t->depth;
+	while (d && t->shadow[d - 1].sp != at)
+		d--;
+	if (!d)
 		lost_return();
+	t->depth = d;
 	struct shadow_entry e = t->shadow[t->depth - 1];
 	__atomic_store_n(&t->depth, t->depth - 1, __ATOMIC_RELEASE);
 	regs->ip = e.ret;
