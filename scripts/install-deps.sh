@@ -9,4 +9,4 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
 	bpftrace libbpf-tools bpftool libbpf-dev clang-14 llvm-14 lld-14 clang \
 	libseccomp-dev bpfcc-tools strace linux-perf hyperfine \
-	gcc make git ca-certificates util-linux procps file binutils
+	gcc g++ python3 make git ca-certificates util-linux procps file binutils
