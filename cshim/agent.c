@@ -592,6 +592,8 @@ static void attach_slot(uint32_t i, const uint8_t *s, uint64_t id)
 			for (uint32_t k = 0; k < 5 && k < disp; k++)
 				if (site->orig[k] != s[EBPFU_SLOT_ORIG + k])
 					why = "the code at the probe point differs from the file's";
+			if (site->int3 != ((ld32(s, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_INT3) != 0))
+				why = "the probe point is patched with a jump and int3 at once";
 		} else {
 			site = ebpfu_site_new(fm.addr, s, &why);
 		}
@@ -765,17 +767,22 @@ void ebpfu_sync(void *uctx)
 	}
 }
 
-/* ---- the doorbell and the host's handler of the same signal ---- */
+/* ---- the doorbell, SIGTRAP, and the host's handlers of the same signals ---- */
 
 static struct sigaction host_act; /* what the host set for the doorbell signal */
+static struct sigaction host_trap; /* what the host set for SIGTRAP */
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
-static int installed;
+static int installed, trap_installed;
 
-static void chain(int sig, siginfo_t *si, void *uctx)
+/* chain passes a signal that is not the agent's to what the host set for it (ha). */
+static void chain(int sig, siginfo_t *si, void *uctx, struct sigaction *ha)
 {
-	if (host_act.sa_handler == SIG_IGN)
+	void (*h)(int) = ha->sa_handler;
+	/* the kernel forces a trap the thread raised itself (si_code > 0: not sent by a process)
+	 * to its default action when the host ignores it */
+	if (h == SIG_IGN && !(sig == SIGTRAP && si->si_code > 0))
 		return;
-	if (host_act.sa_handler == SIG_DFL) { /* what the signal would have done: terminate */
+	if (h == SIG_IGN || h == SIG_DFL) { /* what the signal would have done: terminate */
 		struct sigaction dfl;
 		ezero(&dfl, sizeof dfl);
 		dfl.sa_handler = SIG_DFL;
@@ -785,10 +792,16 @@ static void chain(int sig, siginfo_t *si, void *uctx)
 		esys3(SYS_tgkill, esys0(SYS_getpid), esys0(SYS_gettid), sig);
 		return;
 	}
-	if (host_act.sa_flags & SA_SIGINFO)
-		host_act.sa_sigaction(sig, si, uctx);
+	void (*sa)(int, siginfo_t *, void *) = ha->sa_sigaction;
+	int info = (ha->sa_flags & SA_SIGINFO) != 0;
+	if (ha->sa_flags & SA_RESETHAND) { /* one delivery, then the default action */
+		ha->sa_handler = SIG_DFL;
+		ha->sa_flags &= ~SA_SIGINFO;
+	}
+	if (info)
+		sa(sig, si, uctx);
 	else
-		host_act.sa_handler(sig);
+		h(sig);
 }
 
 static void doorbell(int sig, siginfo_t *si, void *uctx)
@@ -805,28 +818,43 @@ static void doorbell(int sig, siginfo_t *si, void *uctx)
 		ebpfu_handler_leave(slot);
 		return;
 	}
-	chain(sig, si, uctx);
+	chain(sig, si, uctx, &host_act);
 }
 
-/* sigaction and signal keep the doorbell installed when the host sets a handler for its signal:
- * the host's handler is recorded and receives the signals that are not the agent's. */
+/* trap answers SIGTRAP: the int3 of a probe point patched with one (ebpfu_trap), or a trap of
+ * the host's own (its int3, a debugger's) passed to the host's handler or default action. */
+static void trap(int sig, siginfo_t *si, void *uctx)
+{
+	if (si->si_code == SI_KERNEL && uctx && ebpfu_trap(uctx))
+		return;
+	chain(sig, si, uctx, &host_trap);
+}
+
+/* sigaction and signal keep the doorbell and the SIGTRAP handler installed when the host sets a
+ * handler for their signals: the host's handler is recorded and receives the signals that are
+ * not the agent's. */
 __attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	if (!real_sigaction)
 		real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
-	if (sig != EBPFU_DOORBELL_SIGNAL || !installed)
+	struct sigaction *host;
+	if (sig == EBPFU_DOORBELL_SIGNAL && installed)
+		host = &host_act;
+	else if (sig == SIGTRAP && trap_installed)
+		host = &host_trap;
+	else
 		return real_sigaction(sig, act, old);
 	if (old)
-		*old = host_act;
+		*old = *host;
 	if (act)
-		host_act = *act;
+		*host = *act;
 	return 0;
 }
 
 __attribute__((visibility("default"))) sighandler_t signal(int sig, sighandler_t h)
 {
 	static sighandler_t (*real_signal)(int, sighandler_t);
-	if (sig != EBPFU_DOORBELL_SIGNAL || !installed) {
+	if ((sig != EBPFU_DOORBELL_SIGNAL || !installed) && (sig != SIGTRAP || !trap_installed)) {
 		if (!real_signal)
 			real_signal = (sighandler_t(*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
 		return real_signal(sig, h);
@@ -849,8 +877,24 @@ static void install_doorbell(void)
 	act.sa_sigaction = doorbell;
 	act.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 	sigfillset(&act.sa_mask);
+	sigdelset(&act.sa_mask, SIGTRAP); /* a blocked trap would kill: see install_trap */
 	if (real_sigaction(EBPFU_DOORBELL_SIGNAL, &act, &host_act) == 0)
 		installed = 1;
+}
+
+/* install_trap installs the SIGTRAP handler that answers probe points patched with int3. The
+ * kernel forces a trap the thread cannot receive (SIGTRAP blocked) to its default action, which
+ * terminates, so the handler blocks nothing and runs with SA_NODEFER: a probe hit in a handler
+ * of the host's that it calls is answered too. It runs on the thread's own stack, as a jump's
+ * hit does, not on an alternate stack the host may have made small. */
+static void install_trap(void)
+{
+	struct sigaction act;
+	ezero(&act, sizeof act);
+	act.sa_sigaction = trap;
+	act.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+	if (real_sigaction(SIGTRAP, &act, &host_trap) == 0)
+		trap_installed = 1;
 }
 
 /* ---- exec: the doorbell must not kill the next image ----
@@ -1161,6 +1205,8 @@ __attribute__((constructor(101))) static void ebpfu_init(void)
 		return;
 	}
 	install_doorbell();
+	if (installed)
+		install_trap();
 	pthread_atfork(0, 0, fork_child);
 	hook_loader();
 	register_self();

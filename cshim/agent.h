@@ -88,6 +88,7 @@ struct site {
 	uint8_t *stub;  /* the trampoline's code */
 	uint8_t *copy;  /* the relocated displaced instructions, inside the stub */
 	uint32_t disp_len;
+	uint32_t int3;  /* patched with int3 (one byte), answered by the SIGTRAP handler */
 	uint32_t nbound;
 	uint8_t bounds[EBPFU_MAX_BOUNDS][2];
 	uint8_t orig[EBPFU_MAX_ORIG];
@@ -185,6 +186,7 @@ struct site *ebpfu_site_next(struct site *s);
 struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why);
 int ebpfu_patch_apply(void *uctx);
 int ebpfu_hook_return(uint64_t addr, void (*fn)(void));
+int ebpfu_trap(void *uctx);
 
 /* helpers.c */
 void ebpfu_send_signals(struct tstate *t);

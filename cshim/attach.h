@@ -73,7 +73,7 @@ enum {
 #define EBPFU_SLOT_INO 0x020        /* u64 inode of the probed file */
 #define EBPFU_SLOT_OFFSET 0x028     /* u64 file offset of the probe point */
 #define EBPFU_SLOT_COOKIE 0x030     /* u64 bpf_get_attach_cookie */
-#define EBPFU_SLOT_DISP_LEN 0x038   /* u32 bytes displaced by the jump (>= 5) */
+#define EBPFU_SLOT_DISP_LEN 0x038   /* u32 bytes displaced by the jump (>= 5; int3: >= 1) */
 #define EBPFU_SLOT_COPY_LEN 0x03c   /* u32 bytes of the relocated copy */
 #define EBPFU_SLOT_NFIX 0x040       /* u32 fixups */
 #define EBPFU_SLOT_NBOUND 0x044     /* u32 instruction boundaries */
@@ -91,6 +91,9 @@ enum {
 
 #define EBPFU_SLOT_F_RETPROBE 1u
 #define EBPFU_SLOT_F_FUNC_ENTRY 2u /* the probe point is a function's first instruction */
+#define EBPFU_SLOT_F_INT3 4u       /* patched with int3, not a jump: a 5-byte jump does not fit
+				    * there; DISP_LEN is the first instruction's length (1-15),
+				    * the copy that instruction relocated */
 
 #define EBPFU_MAX_ORIG 32
 #define EBPFU_MAX_COPY 128

@@ -24,6 +24,12 @@
  * jump is then written with one aligned 8-byte store when it fits in one (functions are 16-byte
  * aligned), which instruction fetch sees whole.
  *
+ * Where a 5-byte jump does not fit (a function that ends sooner, a branch into the bytes it
+ * would displace), server/attach marks the slot EBPFU_SLOT_F_INT3 and relocates the first
+ * instruction only: the site is patched with one int3 byte, and the agent's SIGTRAP handler
+ * (ebpfu_trap) runs the programs and resumes the thread at the relocated copy (+35), which jumps
+ * back after the instruction. The stub's entry part is unused there.
+ *
  * Detaching writes the original bytes back. Stubs are never freed: a thread may still be inside
  * one, and it runs the displaced instructions and jumps back to code that is original again.
  */
@@ -128,7 +134,8 @@ struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why
 {
 	uint32_t disp = ld32(slot, EBPFU_SLOT_DISP_LEN), clen = ld32(slot, EBPFU_SLOT_COPY_LEN);
 	uint32_t nfix = ld32(slot, EBPFU_SLOT_NFIX), nbound = ld32(slot, EBPFU_SLOT_NBOUND);
-	if (disp < 5 || disp > EBPFU_MAX_ORIG || clen > EBPFU_MAX_COPY || nfix > EBPFU_MAX_FIXUPS ||
+	uint32_t int3 = (ld32(slot, EBPFU_SLOT_FLAGS) & EBPFU_SLOT_F_INT3) != 0;
+	if (disp < (int3 ? 1u : 5u) || (int3 && nbound != 1) || disp > EBPFU_MAX_ORIG || clen > EBPFU_MAX_COPY || nfix > EBPFU_MAX_FIXUPS ||
 	    nbound > EBPFU_MAX_BOUNDS || STUB_COPY + clen + 14 > STUB_SIZE) {
 		*why = "malformed slot";
 		return 0;
@@ -155,6 +162,7 @@ struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why
 	s->stub = b + STUB_CODE;
 	s->copy = b + STUB_COPY;
 	s->disp_len = disp;
+	s->int3 = int3;
 	s->nbound = nbound;
 	ecopy(s->bounds, slot + EBPFU_SLOT_BOUNDS, sizeof s->bounds);
 	ecopy(s->orig, orig, disp);
@@ -197,8 +205,49 @@ struct site *ebpfu_site_new(uint64_t addr, const uint8_t *slot, const char **why
 	c[clen + 1] = 0x25;
 	put32(c + clen + 2, 0);
 	put64(c + clen + 6, addr + disp);
-	nsites++;
+	__atomic_store_n(&nsites, nsites + 1, __ATOMIC_RELEASE); /* the SIGTRAP handler reads it */
 	return s;
+}
+
+/* ---- a hit at an int3 site ---- */
+
+/* ebpfu_trap answers a SIGTRAP that an int3 of the agent raised, from the handler's interrupted
+ * context uctx (its rip is after the int3): it runs the site's programs on pt_regs built from
+ * the context, as a jump's hit does, and resumes the thread at the relocated copy of the first
+ * instruction, which jumps back after it. A trap at a site whose byte is no longer int3 (detached
+ * after the thread hit it) resumes at the original instruction. Returns 0 when the trap is not
+ * the agent's. */
+int ebpfu_trap(void *uctx)
+{
+	ucontext_t *uc = uctx;
+	greg_t *g = uc->uc_mcontext.gregs;
+	uint64_t at = (uint64_t)g[REG_RIP] - 1;
+	struct site *s = 0;
+	uint32_t n = __atomic_load_n(&nsites, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n; i++) {
+		if (sites[i].addr == at && sites[i].int3) {
+			s = &sites[i];
+			break;
+		}
+	}
+	if (!s)
+		return 0;
+	if (*(volatile uint8_t *)at != 0xcc) {
+		g[REG_RIP] = (greg_t)at;
+		return 1;
+	}
+	struct ebpfu_pt_regs regs = {
+		.r15 = (uint64_t)g[REG_R15], .r14 = (uint64_t)g[REG_R14], .r13 = (uint64_t)g[REG_R13],
+		.r12 = (uint64_t)g[REG_R12], .bp = (uint64_t)g[REG_RBP], .bx = (uint64_t)g[REG_RBX],
+		.r11 = (uint64_t)g[REG_R11], .r10 = (uint64_t)g[REG_R10], .r9 = (uint64_t)g[REG_R9],
+		.r8 = (uint64_t)g[REG_R8], .ax = (uint64_t)g[REG_RAX], .cx = (uint64_t)g[REG_RCX],
+		.dx = (uint64_t)g[REG_RDX], .si = (uint64_t)g[REG_RSI], .di = (uint64_t)g[REG_RDI],
+		.orig_ax = ~0ull, .ip = at, .cs = 0x33, .flags = (uint64_t)g[REG_EFL],
+		.sp = (uint64_t)g[REG_RSP], .ss = 0x2b,
+	};
+	ebpfu_fire(s, &regs);
+	g[REG_RIP] = (greg_t)s->copy;
+	return 1;
 }
 
 /* ---- writing code ---- */
@@ -226,6 +275,10 @@ static int text_write(uint64_t addr, const uint8_t *bytes, uint32_t n)
 static int patch_site(struct site *s, int on)
 {
 	uint8_t jmp[5];
+	if (s->int3) { /* one byte: no thread can be inside it */
+		uint8_t b = on ? 0xcc : s->orig[0];
+		return text_write(s->addr, &b, 1);
+	}
 	if (on) {
 		int64_t rel = (int64_t)((uint64_t)s->stub - (s->addr + 5));
 		jmp[0] = 0xe9;

@@ -21,13 +21,20 @@ type Point struct {
 	// the point is its first instruction.
 	Symbol    string
 	FuncEntry bool
+	// Int3 says the point is probed with a breakpoint, a one-byte int3 the agent's SIGTRAP
+	// handler answers, because a jump does not fit there: Displaced then holds the point's
+	// first instruction only, which runs out of line after the programs.
+	Int3      bool
 	Displaced *Displaced
 }
 
 // Resolve checks that the code at file offset off of the executable at path can be patched
 // with a jump and computes the relocation of what the jump displaces. A refusal is a one-line
 // reason. The function holding the point (from the ELF symbol tables) bounds the displaced
-// bytes, and no branch of it may jump into them; without a symbol neither can be checked.
+// bytes, and no branch of it may jump into them; without a symbol neither can be checked. Where
+// the jump does not fit for either of these reasons (a function that ends too soon after the
+// point, a branch into the bytes it would displace), the point is probed with int3 (Point.Int3),
+// as the kernel probes every point.
 func Resolve(path string, off uint64) (*Point, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -79,6 +86,10 @@ func Resolve(path string, off uint64) (*Point, error) {
 		return nil, fmt.Errorf("%s: offset %#x is not an instruction boundary of %s", path, off, pt.Symbol)
 	}
 	d, err := Relocate(body[rel:], padding(f, ef, seg, start+uint64(len(body))))
+	if errors.Is(err, errTooShort) {
+		pt.Int3 = true
+		d, err = RelocateFirst(body[rel:])
+	}
 	if err != nil {
 		where := pt.Symbol
 		if where == "" {
@@ -86,16 +97,26 @@ func Resolve(path string, off uint64) (*Point, error) {
 		}
 		return nil, fmt.Errorf("cannot probe %s in %s: %w", where, path, err)
 	}
-	if pt.Symbol != "" {
-		lo, hi := int64(off), int64(off)+int64(len(d.Orig))
-		for _, t := range branchTargets(body, int64(start)) {
-			if t > lo && t < hi {
-				return nil, fmt.Errorf("cannot probe %s in %s: a branch of the function jumps into the %d bytes the probe displaces", pt.Symbol, path, len(d.Orig))
-			}
+	if pt.Symbol != "" && !pt.Int3 && branchInto(body, int64(start), int64(off), int64(len(d.Orig))) {
+		// the jump would break that branch; int3 replaces one byte of the first instruction
+		pt.Int3 = true
+		if d, err = RelocateFirst(body[rel:]); err != nil {
+			return nil, fmt.Errorf("cannot probe %s in %s: %w", pt.Symbol, path, err)
 		}
 	}
 	pt.Displaced = d
 	return pt, nil
+}
+
+// branchInto reports whether a relative branch of the function body (at file offset base) jumps
+// into the n bytes at file offset at, other than to at itself.
+func branchInto(body []byte, base, at, n int64) bool {
+	for _, t := range branchTargets(body, base) {
+		if t > at && t < at+n {
+			return true
+		}
+	}
+	return false
 }
 
 // untraced says why no process of the ELF file ef (of mode mode) can run the agent, which the

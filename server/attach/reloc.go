@@ -2,6 +2,7 @@ package attach
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -46,8 +47,9 @@ type Bound struct {
 // Displaced is what an agent needs to patch one probe point: the instructions the jump
 // replaces, as they are and relocated to run anywhere.
 type Displaced struct {
-	// Orig holds the displaced instructions' bytes (at least JumpSize): the agent checks the
-	// code before patching, and writes them back when it detaches.
+	// Orig holds the displaced instructions' bytes (at least JumpSize; the first instruction
+	// alone at a point probed with int3): the agent checks the code before patching, and writes
+	// back what it replaced when it detaches.
 	Orig []byte
 	// Copy holds the instructions rewritten to run at another address; Fixups complete them.
 	Copy   []byte
@@ -55,6 +57,10 @@ type Displaced struct {
 	// Bounds lists the instruction starts, the first at 0.
 	Bounds []Bound
 }
+
+// errTooShort is Relocate's refusal of a function that ends before the jump does: Resolve
+// probes such a point with a breakpoint instead.
+var errTooShort = errors.New("too short for a 5-byte jump")
 
 // Relocate decodes the instructions at the start of code, the bytes at the probe point, until
 // they cover JumpSize bytes, and rewrites them to run from a trampoline: rip-relative operands
@@ -71,7 +77,7 @@ func Relocate(code, padding []byte) (*Displaced, error) {
 		if off >= len(code) {
 			need := JumpSize - off
 			if flowsOn || !isFiller(padding, need) {
-				return nil, fmt.Errorf("the function ends %d bytes after the probe point: too short for a %d-byte jump", off, JumpSize)
+				return nil, fmt.Errorf("the function ends %d bytes after the probe point: %w", off, errTooShort)
 			}
 			d.Orig = append(append([]byte(nil), code...), padding[:need]...)
 			return d, d.checkLimits()
@@ -90,6 +96,25 @@ func Relocate(code, padding []byte) (*Displaced, error) {
 		off += inst.Len
 	}
 	d.Orig = append([]byte(nil), code[:off]...)
+	return d, d.checkLimits()
+}
+
+// RelocateFirst relocates only the instruction at the start of code, the probe point, for a
+// point probed with a breakpoint (int3), which displaces one byte: the instruction runs out of
+// line from a trampoline, then jumps back after it. It refuses what Relocate refuses of it.
+func RelocateFirst(code []byte) (*Displaced, error) {
+	if len(code) == 0 {
+		return nil, fmt.Errorf("no instruction at the probe point")
+	}
+	inst, err := x86asm.Decode(code, 64)
+	if err != nil {
+		return nil, fmt.Errorf("cannot decode the instruction at +0: %v", err)
+	}
+	d := &Displaced{Bounds: []Bound{{0, 0}}}
+	if err := d.relocate(inst, code[:inst.Len], 0, true); err != nil {
+		return nil, fmt.Errorf("%v at +0: %w", inst, err)
+	}
+	d.Orig = append([]byte(nil), code[:inst.Len]...)
 	return d, d.checkLimits()
 }
 

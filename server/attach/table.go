@@ -89,6 +89,7 @@ const (
 
 	flagRetprobe  = 1
 	flagFuncEntry = 2
+	flagInt3      = 4 // the point is patched with int3: the displaced length is one instruction's
 
 	// MaxMaps is the number of maps one attached program may use.
 	MaxMaps = 64
@@ -361,6 +362,9 @@ func (t *Table) Attach(p *Probe) (uint64, error) {
 		}
 		if pt.FuncEntry {
 			flags |= flagFuncEntry
+		}
+		if pt.Int3 {
+			flags |= flagInt3
 		}
 		le.PutUint32(s[slotFlags:], flags)
 		le.PutUint32(s[slotProgID:], p.ProgID)

@@ -9,6 +9,8 @@
  *   work fork N         forks (no exec); parent and child call hit() N times each
  *   work dlopen LIB     loads LIB with dlopen and calls its libfn(i) for i in 0..999
  *   work loop          calls hit() on 4 threads until stdin closes (attach/detach meanwhile)
+ *   work tiny N         N calls each of tiny(i) and tiny_after(i) (4-byte functions: probed
+ *                       with int3), and of glibc's pthread_rwlock_tryrdlock and unlock
  *   work wait N         waits for a line on stdin and for hit() and done() to be probed (their
  *                       first byte a jump or a breakpoint), calls hit() N times, then done()
  */
@@ -60,6 +62,25 @@ __attribute__((noinline)) long done(long n)
 	sink -= n;
 	return n;
 }
+
+/* tiny(a) returns 2a (32 bits) in 4 bytes and is followed at once by tiny_after(a), 2a + 1: a
+ * 5-byte jump does not fit there, ebpfu probes them with int3 as the kernel does. */
+long tiny(long a);
+long tiny_after(long a);
+__asm__(".text\n"
+	".globl tiny\n"
+	".type tiny, @function\n"
+	".p2align 4\n"
+	"tiny:\n"
+	"\tlea (%rdi,%rdi), %eax\n"
+	"\tret\n"
+	".size tiny, .-tiny\n"
+	".globl tiny_after\n"
+	".type tiny_after, @function\n"
+	"tiny_after:\n"
+	"\tlea 1(%rdi,%rdi), %eax\n"
+	"\tret\n"
+	".size tiny_after, .-tiny_after\n");
 
 /* probed reports whether the code of f starts with a jump (ebpfu) or a breakpoint (the
  * kernel's uprobe). */
@@ -133,6 +154,16 @@ int main(int argc, char **argv)
 		for (long i = 0; i < n; i++)
 			hit(i);
 		done(n);
+		return 0;
+	}
+	if (strcmp(argv[1], "tiny") == 0 && argc == 3) {
+		long n = atol(argv[2]);
+		pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+		for (long i = 0; i < n; i++) {
+			sink += tiny(i) + tiny_after(i);
+			if (pthread_rwlock_tryrdlock(&rw) == 0)
+				pthread_rwlock_unlock(&rw);
+		}
 		return 0;
 	}
 	if (strcmp(argv[1], "dlopen") == 0 && argc == 3) {

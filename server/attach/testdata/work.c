@@ -17,6 +17,13 @@
  *   bench N        N calls of probed; prints the nanoseconds per call
  *   getpid N       N calls of getpid(); prints "done"
  *   bytes          prints the first 16 bytes of probed in hex
+ *   tiny N         N calls each of tiny(i) and tiny_next(i), branchy(i % 5); prints the sum
+ *   trap N         installs its own SIGTRAP handler, runs N int3 between calls of tiny; prints
+ *                  the traps its handler got and the sum of the calls
+ *   benchtiny N    N calls of tiny; prints the nanoseconds per call
+ *   rawtrap        sets SIGTRAP's default action (and no core dump) and runs an int3: dies
+ *   tinyhammer T   T threads call tiny in a loop until "tinystop"; prints "started"
+ *   tinystop       stops them; prints the calls they made and how many returned a wrong value
  *   exit           exits with status 7
  */
 #define _GNU_SOURCE
@@ -28,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +102,62 @@ __asm__(".text\n"
 	"\tandl $0xcd5, %eax\n"
 	"\tret\n"
 	".size flagcheck, .-flagcheck\n");
+
+/* tiny(a) returns 2a (32 bits) in 4 bytes and is followed at once by tiny_next(a), 2a + 1:
+ * a 5-byte jump does not fit at any of their instructions. branchy(n) returns n + (n-1) + ... + 1
+ * (n for n <= 0) with a loop that jumps back 2 bytes after its entry, into the bytes a jump at
+ * the entry would displace. */
+long tiny(long a);
+long tiny_next(long a);
+long branchy(long n);
+__asm__(".text\n"
+	".globl tiny\n"
+	".type tiny, @function\n"
+	".p2align 4\n"
+	"tiny:\n"
+	"\tlea (%rdi,%rdi), %eax\n"
+	"\tret\n"
+	".size tiny, .-tiny\n"
+	".globl tiny_next\n"
+	".type tiny_next, @function\n"
+	"tiny_next:\n"
+	"\tlea 1(%rdi,%rdi), %eax\n"
+	"\tret\n"
+	".size tiny_next, .-tiny_next\n"
+	".globl branchy\n"
+	".type branchy, @function\n"
+	".p2align 4\n"
+	"branchy:\n"
+	"\txor %eax, %eax\n"
+	"1:\tadd %rdi, %rax\n"
+	"\tdec %rdi\n"
+	"\tjg 1b\n"
+	"\tret\n"
+	".size branchy, .-branchy\n");
+
+static volatile long traps;
+
+static void on_trap(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	traps++;
+}
+
+static volatile long tiny_bad;
+
+static void *hammer_tiny(void *arg)
+{
+	long i = (long)arg, n = 0;
+	while (!stop_flag) {
+		if (tiny(n) != (long)(unsigned)(2 * n))
+			tiny_bad++;
+		n++;
+	}
+	counts[i] = n;
+	return 0;
+}
 
 static char slow_src[64][1 << 16], slow_dst[64][1 << 16];
 
@@ -305,6 +369,55 @@ int main(void)
 					for (int df = 0; df < 2; df++)
 						h = h * 31 + flagcheck(v[i], v[j], df);
 			printf("%lx\n", h);
+		} else if (sscanf(line, "tiny %ld", &n) == 1) {
+			long sum = 0;
+			for (long i = 0; i < n; i++)
+				sum += tiny(i) + tiny_next(i) + branchy(i % 5);
+			printf("%ld\n", sum);
+		} else if (sscanf(line, "trap %ld", &n) == 1) {
+			struct sigaction sa;
+			long sum = 0;
+			memset(&sa, 0, sizeof sa);
+			sa.sa_sigaction = on_trap;
+			sa.sa_flags = SA_SIGINFO;
+			sigaction(SIGTRAP, &sa, 0);
+			traps = 0;
+			for (long i = 0; i < n; i++) {
+				sum += tiny(i);
+				__asm__ volatile("int3");
+			}
+			printf("%ld %ld\n", (long)traps, sum);
+		} else if (sscanf(line, "tinyhammer %ld", &n) == 1) {
+			stop_flag = 0;
+			tiny_bad = 0;
+			nh = (int)n;
+			for (long i = 0; i < n; i++)
+				pthread_create(&th[i], 0, hammer_tiny, (void *)i);
+			printf("started\n");
+		} else if (strncmp(line, "rawtrap", 7) == 0) {
+			struct rlimit no = {0, 0};
+			setrlimit(RLIMIT_CORE, &no);
+			signal(SIGTRAP, SIG_DFL);
+			__asm__ volatile("int3");
+			printf("survived\n");
+		} else if (strncmp(line, "tinystop", 8) == 0) {
+			long total = 0;
+			stop_flag = 1;
+			for (int i = 0; i < nh; i++) {
+				pthread_join(th[i], 0);
+				total += counts[i];
+			}
+			nh = 0;
+			printf("%ld %ld\n", total, (long)tiny_bad);
+		} else if (sscanf(line, "benchtiny %ld", &n) == 1) {
+			struct timespec t0, t1;
+			long sum = 0;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			for (long i = 0; i < n; i++)
+				sum += tiny(i);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+			printf("%.3f %ld\n", ns / (double)n, sum);
 		} else if (strncmp(line, "bytes", 5) == 0) {
 			const unsigned char *p = (const unsigned char *)(uintptr_t)probed;
 			for (int i = 0; i < 16; i++)
