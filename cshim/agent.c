@@ -837,13 +837,19 @@ __attribute__((visibility("default"))) int sigaction(int sig, const struct sigac
 {
 	if (!real_sigaction)
 		real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
-	struct sigaction *host;
-	if (sig == EBPFU_DOORBELL_SIGNAL && installed)
+	struct sigaction *host, copy;
+	if (sig == EBPFU_DOORBELL_SIGNAL && installed) {
 		host = &host_act;
-	else if (sig == SIGTRAP && trap_installed)
+	} else if (sig == SIGTRAP && trap_installed) {
 		host = &host_trap;
-	else
+	} else {
+		if (act && trap_installed && sigismember(&act->sa_mask, SIGTRAP)) {
+			copy = *act; /* a handler that blocks SIGTRAP could not reach an int3 point */
+			sigdelset(&copy.sa_mask, SIGTRAP);
+			act = &copy;
+		}
 		return real_sigaction(sig, act, old);
+	}
 	if (old)
 		*old = *host;
 	if (act)
@@ -882,6 +888,37 @@ static void install_doorbell(void)
 		installed = 1;
 }
 
+/* The kernel forces a trap that a thread blocking SIGTRAP raises to the default action, which
+ * terminates: a thread that blocked it (as many do with a full set) would die at the first int3
+ * point it reaches. The agent keeps SIGTRAP out of the sets the host blocks through libc. */
+static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
+static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
+
+static const sigset_t *trap_unblocked(int how, const sigset_t *set, sigset_t *copy)
+{
+	if (!trap_installed || how == SIG_UNBLOCK || !set || !sigismember(set, SIGTRAP))
+		return set;
+	*copy = *set;
+	sigdelset(copy, SIGTRAP);
+	return copy;
+}
+
+__attribute__((visibility("default"))) int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	if (!real_pthread_sigmask)
+		real_pthread_sigmask = (int (*)(int, const sigset_t *, sigset_t *))dlsym(RTLD_NEXT, "pthread_sigmask");
+	sigset_t copy;
+	return real_pthread_sigmask(how, trap_unblocked(how, set, &copy), old);
+}
+
+__attribute__((visibility("default"))) int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	if (!real_sigprocmask)
+		real_sigprocmask = (int (*)(int, const sigset_t *, sigset_t *))dlsym(RTLD_NEXT, "sigprocmask");
+	sigset_t copy;
+	return real_sigprocmask(how, trap_unblocked(how, set, &copy), old);
+}
+
 /* install_trap installs the SIGTRAP handler that answers probe points patched with int3. The
  * kernel forces a trap the thread cannot receive (SIGTRAP blocked) to its default action, which
  * terminates, so the handler blocks nothing and runs with SA_NODEFER: a probe hit in a handler
@@ -893,7 +930,9 @@ static void install_trap(void)
 	ezero(&act, sizeof act);
 	act.sa_sigaction = trap;
 	act.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
-	if (real_sigaction(SIGTRAP, &act, &host_trap) == 0)
+	real_pthread_sigmask = (int (*)(int, const sigset_t *, sigset_t *))dlsym(RTLD_NEXT, "pthread_sigmask");
+	real_sigprocmask = (int (*)(int, const sigset_t *, sigset_t *))dlsym(RTLD_NEXT, "sigprocmask");
+	if (real_pthread_sigmask && real_sigprocmask && real_sigaction(SIGTRAP, &act, &host_trap) == 0)
 		trap_installed = 1;
 }
 

@@ -236,3 +236,19 @@ func TestInt3HostDefault(t *testing.T) {
 		t.Fatalf("workload ended with %v, want SIGTRAP", w.cmd.ProcessState)
 	}
 }
+
+// TestInt3Blocked: a thread that blocks every signal (pthread_sigmask, sigprocmask, a handler's
+// full mask) still reaches int3 points: the kernel would kill it with a blocked SIGTRAP, so the
+// agent keeps SIGTRAP out of the sets the host blocks.
+func TestInt3Blocked(t *testing.T) {
+	h := newHarness(t)
+	w := h.start()
+	l, m := h.countProg()
+	h.attach(filepath.Join(h.bin, "work"), "tiny", l, false)
+	if got := w.do("blocked 100"); got != strconv.Itoa(2*9900+42) {
+		t.Fatalf("blocked 100 = %s, want %d", got, 2*9900+42)
+	}
+	if n := m.sum(t, 0); n != 201 {
+		t.Fatalf("count %d, want 201", n)
+	}
+}

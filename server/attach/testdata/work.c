@@ -21,6 +21,8 @@
  *   trap N         installs its own SIGTRAP handler, runs N int3 between calls of tiny; prints
  *                  the traps its handler got and the sum of the calls
  *   benchtiny N    N calls of tiny; prints the nanoseconds per call
+ *   blocked N      N calls of tiny with every signal blocked by pthread_sigmask, N more with
+ *                  sigprocmask, one in a SIGUSR1 handler that blocks every signal; prints the sum
  *   rawtrap        sets SIGTRAP's default action (and no core dump) and runs an int3: dies
  *   tinyhammer T   T threads call tiny in a loop until "tinystop"; prints "started"
  *   tinystop       stops them; prints the calls they made and how many returned a wrong value
@@ -157,6 +159,14 @@ static void *hammer_tiny(void *arg)
 	}
 	counts[i] = n;
 	return 0;
+}
+
+static volatile long in_handler;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	in_handler += tiny(21);
 }
 
 static char slow_src[64][1 << 16], slow_dst[64][1 << 16];
@@ -394,6 +404,26 @@ int main(void)
 			for (long i = 0; i < n; i++)
 				pthread_create(&th[i], 0, hammer_tiny, (void *)i);
 			printf("started\n");
+		} else if (sscanf(line, "blocked %ld", &n) == 1) {
+			sigset_t all, old;
+			struct sigaction sa;
+			long sum = 0;
+			sigfillset(&all);
+			pthread_sigmask(SIG_BLOCK, &all, &old);
+			for (long i = 0; i < n; i++)
+				sum += tiny(i);
+			pthread_sigmask(SIG_SETMASK, &old, 0);
+			sigprocmask(SIG_BLOCK, &all, &old);
+			for (long i = 0; i < n; i++)
+				sum += tiny(i);
+			sigprocmask(SIG_SETMASK, &old, 0);
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = on_usr1;
+			sigfillset(&sa.sa_mask);
+			sigaction(SIGUSR1, &sa, 0);
+			in_handler = 0;
+			raise(SIGUSR1);
+			printf("%ld\n", sum + in_handler);
 		} else if (strncmp(line, "rawtrap", 7) == 0) {
 			struct rlimit no = {0, 0};
 			setrlimit(RLIMIT_CORE, &no);
