@@ -67,8 +67,9 @@ go test -run '^$' -bench 'NotifiedCall|MapLookup' -benchtime 200000x ./shim | gr
 
 # The probe path: one uprobe hit running a bpftrace-style count() in a traced process (agent +
 # JIT code) against the same call unprobed and against the kernel's uprobe with bpftrace (as
-# root), in one run; the same with stock bpftrace's count() under ebpfu-shim (BpftraceHit); what
-# the agent adds to a process's start-up and resident memory.
+# root), in one run; the same with stock bpftrace's count() under ebpfu-shim (BpftraceHit); a hit
+# of a point patched with int3 (the fallback where a jump does not fit); what the agent adds to a
+# process's start-up and resident memory.
 echo
 echo "uprobes in traced processes: ns per hit (ours, the kernel's), agent start-up (us) and memory (kB)"
-go test -run '^$' -bench '^Benchmark(ProbeHit|BpftraceHit|AgentStartup)$' -benchtime 1x ./server/attach | grep '^Benchmark'
+go test -run '^$' -bench '^Benchmark(ProbeHit|BpftraceHit|Int3Hit|AgentStartup)$' -benchtime 1x ./server/attach | grep '^Benchmark'
