@@ -30,6 +30,7 @@ var anonName = [numKinds]string{
 	KindPerfEvent: "[perf_event]",
 }
 
+// String returns the name the kernel gives an anonymous file of the kind (readlink of its fd).
 func (k Kind) String() string {
 	if k == 0 || k >= numKinds {
 		return fmt.Sprintf("kind(%d)", k)
