@@ -427,24 +427,7 @@ func TestBpftoolPerfList(t *testing.T) {
 		sort.Strings(out)
 		return out
 	}
-	session := func(tool *exec.Cmd, bpftool func(args ...string) Result) []string {
-		lines, stderr := startUser(t, tool)
-		expect(t, lines, "Tracing", stderr)
-		got := events(bpftool)
-		rest(t, tool, lines)
-		return got
-	}
-	k := session(exec.Command("stdbuf", "-oL", "funclatency", work+":scale"),
-		func(args ...string) Result { return e.Kernel(t, time.Minute, append([]string{"bpftool"}, args...)...) })
-	dir := e.runtimeDir(t)
-	s := session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "funclatency", work+":scale"),
-		func(args ...string) Result {
-			r := e.shimIn(t, dir, time.Minute, append([]string{"bpftool"}, args...)...)
-			if r.Stderr != "" {
-				t.Errorf("bpftool %s under the shim:\n%s", strings.Join(args, " "), r.Stderr)
-			}
-			return r
-		})
+	k, s := whileFunclatency(t, e, work, events)
 	off := symbolOffset(t, work, "scale")
 	want := []string{fmt.Sprintf("uprobe %s %#x", work, off), fmt.Sprintf("uretprobe %s %#x", work, off)}
 	if strings.Join(k, ",") != strings.Join(want, ",") {

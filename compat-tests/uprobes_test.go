@@ -615,17 +615,32 @@ func TestBpftoolPerfLinks(t *testing.T) {
 		sort.Strings(out)
 		return out
 	}
+	k, s := whileFunclatency(t, e, work, links)
+	if want := []string{"perf_event kprobe dummy_kprobe", "perf_event kprobe dummy_kretprobe"}; strings.Join(k, ",") != strings.Join(want, ",") {
+		t.Fatalf("bpftool on the kernel listed %q, want %q", k, want)
+	}
+	if strings.Join(s, ",") != strings.Join(k, ",") {
+		t.Errorf("bpftool under the shim listed %q, on the kernel %q", s, k)
+	}
+}
+
+// whileFunclatency runs funclatency on work's scale() on the kernel as root, then under one shim
+// as the ordinary user, and returns what collect gathers with bpftool while each runs (on the
+// kernel, and under another shim of the user: a shim's bpftool that writes to stderr fails the
+// test).
+func whileFunclatency(t *testing.T, e *Env, work string, collect func(bpftool func(args ...string) Result) []string) (kernel, shim []string) {
+	t.Helper()
 	session := func(tool *exec.Cmd, bpftool func(args ...string) Result) []string {
 		lines, stderr := startUser(t, tool)
 		expect(t, lines, "Tracing", stderr)
-		got := links(bpftool)
+		got := collect(bpftool)
 		rest(t, tool, lines)
 		return got
 	}
-	k := session(exec.Command("stdbuf", "-oL", "funclatency", work+":scale"),
+	kernel = session(exec.Command("stdbuf", "-oL", "funclatency", work+":scale"),
 		func(args ...string) Result { return e.Kernel(t, time.Minute, append([]string{"bpftool"}, args...)...) })
 	dir := e.runtimeDir(t)
-	s := session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "funclatency", work+":scale"),
+	shim = session(e.userCommand(dir, "stdbuf", "-oL", e.ShimPath(), "funclatency", work+":scale"),
 		func(args ...string) Result {
 			r := e.shimIn(t, dir, time.Minute, append([]string{"bpftool"}, args...)...)
 			if r.Stderr != "" {
@@ -633,10 +648,5 @@ func TestBpftoolPerfLinks(t *testing.T) {
 			}
 			return r
 		})
-	if want := []string{"perf_event kprobe dummy_kprobe", "perf_event kprobe dummy_kretprobe"}; strings.Join(k, ",") != strings.Join(want, ",") {
-		t.Fatalf("bpftool on the kernel listed %q, want %q", k, want)
-	}
-	if strings.Join(s, ",") != strings.Join(k, ",") {
-		t.Errorf("bpftool under the shim listed %q, on the kernel %q", s, k)
-	}
+	return kernel, shim
 }

@@ -336,7 +336,14 @@ func fileOffset(t testing.TB, path, sym string) uint64 {
 // applied it.
 func (h *harness) attach(path, sym string, l *loaded, ret bool) uint64 {
 	h.t.Helper()
-	pt, err := Resolve(path, fileOffset(h.t, path, sym))
+	return h.attachAt(path, fileOffset(h.t, path, sym), l, ret)
+}
+
+// attachAt attaches l at file offset off of the file at path and waits until every traced
+// process applied it.
+func (h *harness) attachAt(path string, off uint64, l *loaded, ret bool) uint64 {
+	h.t.Helper()
+	pt, err := Resolve(path, off)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -348,7 +355,7 @@ func (h *harness) attach(path, sym string, l *loaded, ret bool) uint64 {
 		h.t.Fatal(err, h.states())
 	}
 	if st, _ := h.tab.Status(id); st.Failed != 0 {
-		h.t.Fatalf("attach %s: %d processes failed: %s", sym, st.Failed, st.LastError)
+		h.t.Fatalf("attach at %#x: %d processes failed: %s", off, st.Failed, st.LastError)
 	}
 	return id
 }

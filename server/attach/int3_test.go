@@ -10,27 +10,6 @@ import (
 	"time"
 )
 
-// attachAt attaches l at file offset off of the file at path and waits until every traced
-// process applied it.
-func (h *harness) attachAt(path string, off uint64, l *loaded, ret bool) uint64 {
-	h.t.Helper()
-	pt, err := Resolve(path, off)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	id, err := h.tab.Attach(&Probe{Point: pt, Return: ret, Code: l.code, Entry: l.entry, Maps: l.maps})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if err := h.tab.Ring(5 * time.Second); err != nil {
-		h.t.Fatal(err, h.states())
-	}
-	if st, _ := h.tab.Status(id); st.Failed != 0 {
-		h.t.Fatalf("attach at %#x: %d processes failed: %s", off, st.Failed, st.LastError)
-	}
-	return id
-}
-
 // TestResolveInt3: points where a jump does not fit (a function that ends sooner and is
 // followed at once by another, a branch into the bytes a jump would displace) resolve to int3
 // with the first instruction displaced; other points keep the jump, and the other refusals stay.
