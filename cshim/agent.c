@@ -669,7 +669,6 @@ static void release_sem(struct find_mod *sem)
 	if (!sem->addr)
 		return;
 	uint64_t at = sem->addr;
-	sem->addr = 0;
 	if (!maps_text)
 		maps_load();
 	if (maps_each(find_sem, sem) > 0 && sem->addr == at)

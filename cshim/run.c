@@ -175,12 +175,15 @@ static void run_list(struct tstate *t, const struct proglist *pl, struct ebpfu_p
 }
 
 /* onaltstack reports whether sp lies on the thread's signal stack. */
-/* leave ends the thread's run. */
+/* leave ends the thread's run, then queues the signals its programs sent (bpf_send_signal):
+ * they arrive on the way back to the probed code, after every program of the hit ran. */
 static void leave(struct tstate *t)
 {
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->rseq, t->rseq + 1, __ATOMIC_RELEASE);
 	t->busy = 0;
+	if (__builtin_expect(t->nsigs != 0, 0))
+		ebpfu_send_signals(t);
 }
 
 static int onaltstack(uint64_t sp)
@@ -245,8 +248,6 @@ void ebpfu_fire(struct site *s, struct ebpfu_pt_regs *regs)
 		}
 	}
 	leave(t);
-	if (__builtin_expect(t->nsigs != 0, 0))
-		ebpfu_send_signals(t);
 }
 
 static void lost_return(void)
@@ -270,9 +271,8 @@ uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs)
 		d--;
 	if (!d)
 		lost_return();
-	t->depth = d;
-	struct shadow_entry e = t->shadow[t->depth - 1];
-	__atomic_store_n(&t->depth, t->depth - 1, __ATOMIC_RELEASE);
+	struct shadow_entry e = t->shadow[d - 1];
+	__atomic_store_n(&t->depth, d - 1, __ATOMIC_RELEASE);
 	regs->ip = e.ret;
 	if (enter(t, regs)) { /* before the list is loaded: its programs' objects stay mapped */
 		struct proglist *rl = __atomic_load_n(&e.site->ret, __ATOMIC_ACQUIRE);
@@ -282,8 +282,6 @@ uint64_t ebpfu_ret_fire(struct ebpfu_pt_regs *regs)
 			t->ret_addr = 0;
 		}
 		leave(t);
-		if (__builtin_expect(t->nsigs != 0, 0))
-			ebpfu_send_signals(t);
 	}
 	return e.ret;
 }

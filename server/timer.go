@@ -41,6 +41,7 @@ type timerObj struct {
 	helpers *helper.Table
 	ctx     []byte
 
+	needsSlot   bool // the program uses per-CPU maps or perf output: runs take the CPU's slot
 	leaseWarned bool // the server said once that runs take no CPU slot
 }
 
@@ -169,6 +170,9 @@ func (s *Server) attachTimer(o *timerObj, prog *progObj, owner int) error {
 	s.hold(prog)
 	o.prog, o.owner, o.m, o.code = prog, owner, interp.New(), code
 	o.helpers = helper.ForType(prog.typ, s.helpers())
+	for _, m := range prog.maps {
+		o.needsSlot = o.needsSlot || m.m.Type().PerCPU() || m.m.Type() == maps.PerfEventArray
+	}
 	o.ctx = make([]byte, perfEventCtxSize)
 	binary.LittleEndian.PutUint64(o.ctx[168:], uint64(o.period))
 	go s.tick(o)
@@ -232,11 +236,7 @@ func bindCPU(cpu int) error {
 // and the server says so once. It returns what releases the slot.
 func (s *Server) timerLease(o *timerObj, tid uint32, bound bool) (release func()) {
 	none := func() {}
-	needs := false
-	for _, m := range o.prog.maps {
-		needs = needs || m.m.Type().PerCPU() || m.m.Type() == maps.PerfEventArray
-	}
-	if !needs {
+	if !o.needsSlot {
 		return none
 	}
 	var err error

@@ -38,11 +38,6 @@ func (c capSet) has(n uint) bool        { return c&(1<<n) != 0 }
 func (c capSet) subsetOf(o capSet) bool { return c&^o == 0 }
 func (c capSet) word(i int) uint32      { return uint32(c >> (32 * i)) }
 func capWords(lo, hi uint32) capSet     { return capSet(lo) | capSet(hi)<<32 }
-func (c *caps) snapshot() (e, p, i capSet) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.eff, c.perm, c.inh
-}
 
 // caps holds the tool's virtual effective, permitted and inheritable sets.
 type caps struct {
@@ -52,6 +47,13 @@ type caps struct {
 
 // newCaps returns the sets of a root process: every capability effective and permitted.
 func newCaps() *caps { return &caps{eff: allCaps, perm: allCaps} }
+
+// snapshot returns the effective, permitted and inheritable sets.
+func (c *caps) snapshot() (e, p, i capSet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.eff, c.perm, c.inh
+}
 
 // bpfCapable reports whether bpf(2) treats the tool as privileged (CAP_BPF or CAP_SYS_ADMIN).
 func (c *caps) bpfCapable() bool {
