@@ -86,7 +86,10 @@ func Resolve(path string, off uint64) (*Point, error) {
 		return nil, fmt.Errorf("%s: offset %#x is not an instruction boundary of %s", path, off, pt.Symbol)
 	}
 	d, err := Relocate(body[rel:], padding(f, ef, seg, start+uint64(len(body))))
-	if errors.Is(err, errTooShort) {
+	if errors.Is(err, errTooShort) ||
+		err == nil && pt.Symbol != "" && branchInto(body, int64(start), int64(off), int64(len(d.Orig))) {
+		// a jump does not fit (the function ends too soon, or one of its branches lands in the
+		// bytes the jump would replace): int3 replaces one byte of the first instruction
 		pt.Int3 = true
 		d, err = RelocateFirst(body[rel:])
 	}
@@ -96,13 +99,6 @@ func Resolve(path string, off uint64) (*Point, error) {
 			where = fmt.Sprintf("%#x", off)
 		}
 		return nil, fmt.Errorf("cannot probe %s in %s: %w", where, path, err)
-	}
-	if pt.Symbol != "" && !pt.Int3 && branchInto(body, int64(start), int64(off), int64(len(d.Orig))) {
-		// the jump would break that branch; int3 replaces one byte of the first instruction
-		pt.Int3 = true
-		if d, err = RelocateFirst(body[rel:]); err != nil {
-			return nil, fmt.Errorf("cannot probe %s in %s: %w", pt.Symbol, path, err)
-		}
 	}
 	pt.Displaced = d
 	return pt, nil
